@@ -1,0 +1,34 @@
+# Generative AI, Hands-On. `make lab` to learn, `make test` to check everything.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP_INSTALL_FLAGS ?=
+
+.PHONY: lab test install build check bench fast-bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PIP_INSTALL_FLAGS) -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install everything
+
+lab: install  ## open JupyterLab on lesson 01
+	$(VENV)/bin/jupyter lab --notebook-dir=. lessons/01_discriminative_vs_generative.ipynb
+
+test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
+	$(PY) -m utils.course check
+	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax -p no:cacheprovider
+
+build: install  ## regenerate lessons/ from solutions/ and stamp setup cells
+	$(PY) -m utils.course build
+
+check: install
+	$(PY) -m utils.course check
+
+bench: install  ## run solution notebooks at full settings -> benchmarks/results.json (not part of CI)
+	$(PY) -m utils.course bench $(LESSONS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
