@@ -27,9 +27,17 @@ def is_fast() -> bool:
     return os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def budget(full, fast):
-    """Pick a setting: ``EPOCHS = budget(full=10, fast=1)``. The notebook shows both values."""
-    return fast if is_fast() else full
+def budget(full, fast, gpu=None):
+    """Pick a setting: ``EPOCHS = budget(full=10, fast=1, gpu=30)``. The notebook shows every value.
+
+    ``gpu`` (optional) is used at full settings when a CUDA GPU is present, so a learner with one
+    automatically gets the bigger run.
+    """
+    if is_fast():
+        return fast
+    if gpu is not None and torch.cuda.is_available():
+        return gpu
+    return full
 
 
 def get_device(override: str | None = None) -> torch.device:

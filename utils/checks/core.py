@@ -74,9 +74,11 @@ class Check:
               atol: float = 1e-4, rtol: float = 1e-4) -> None:
         """Pass if ``out`` matches ``expected``; otherwise name the first known mistake it matches.
 
-        ``mistakes`` maps a hint to the value that mistake would produce (or a function of out -> bool).
+        ``mistakes`` maps a hint to the value that mistake would produce, or to a predicate called with
+        the learner's output (as returned, on the CPU) that says whether it shows that mistake.
         """
-        out = self.tensor(out).detach().to("cpu", torch.float64)
+        original = self.tensor(out).detach().cpu()
+        out = original.to(torch.float64)
         expected = torch.as_tensor(expected).detach().to("cpu", torch.float64)
         if out.shape != expected.shape:
             if out.numel() == expected.numel():
@@ -87,7 +89,7 @@ class Check:
             return
         for mistake_hint, wrong in (mistakes or {}).items():
             if callable(wrong):
-                if wrong(out):
+                if wrong(original):
                     self.fail(mistake_hint)
                 continue
             wrong = torch.as_tensor(wrong).detach().to("cpu", torch.float64)
