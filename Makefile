@@ -8,7 +8,6 @@ PIP_INSTALL_FLAGS ?=
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_INSTALL_FLAGS) -r requirements.txt
 	touch $@
 
@@ -19,7 +18,7 @@ lab: install  ## open JupyterLab on lesson 01
 
 test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m utils.course check
-	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax -p no:cacheprovider
+	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
 
 build: install  ## regenerate lessons/ from solutions/ and stamp setup cells
 	$(PY) -m utils.course build

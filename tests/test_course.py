@@ -1,0 +1,140 @@
+"""The course tool: lessons generated from solutions, stale checks, setup cells, the benchmark."""
+import json
+
+import nbformat
+import pytest
+
+from utils import course
+
+SOLUTION_CODE = '''def double(x):
+    """Twice x."""
+    ### BEGIN SOLUTION
+    secret_answer = 2 * x
+    return secret_answer
+    ### END SOLUTION'''
+HIDDEN = "print(double(2))\n### BEGIN HIDDEN TESTS\nassert double(3) == 6  # hidden_marker\n### END HIDDEN TESTS"
+
+
+def make_solution(path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 99 Demo"),
+                nbformat.v4.new_markdown_cell("## What you will learn\n- doubling"),
+                nbformat.v4.new_code_cell("import math"),
+                nbformat.v4.new_code_cell(SOLUTION_CODE),
+                nbformat.v4.new_code_cell(HIDDEN),
+                nbformat.v4.new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause secret_reason.\n### END SOLUTION"),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["nbval-ignore-output"]})]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="old output")]
+    nb.cells[2].execution_count = 3
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def course_dirs(tmp_path, monkeypatch):
+    sol, les = tmp_path / "solutions", tmp_path / "lessons"
+    sol.mkdir()
+    monkeypatch.setattr(course, "ROOT", tmp_path)
+    monkeypatch.setattr(course, "SOLUTIONS", sol)
+    monkeypatch.setattr(course, "LESSONS", les)
+    make_solution(sol / "99_demo.ipynb")
+    return sol, les
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_build_round_trip(course_dirs):
+    sol, les = course_dirs
+    assert course.build() == 0
+    lesson, solution = cells(les / "99_demo.ipynb"), cells(sol / "99_demo.ipynb")
+    assert len(lesson) == len(solution) == 9  # 7 authored + badges + setup
+    text = json.dumps(lesson)
+    assert "secret_answer" not in text and "secret_reason" not in text and "hidden_marker" not in text
+    stub = "".join(lesson[5]["source"])
+    assert stub == 'def double(x):\n    """Twice x."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+    assert lesson[5]["metadata"]["tags"] == ["raises-exception"]
+    assert "".join(lesson[6]["source"]) == "print(double(2))"
+    assert "YOUR ANSWER HERE" in "".join(lesson[7]["source"])
+    for i in (0, 2, 4, 8):  # every other cell is identical to the solution's
+        assert lesson[i] == solution[i]
+    assert "secret_answer" in "".join(solution[5]["source"]), "solutions keep their answers"
+    # badges after the title, setup after "what you will learn"; both stamped from one template
+    assert lesson[1]["metadata"]["tags"] == ["badges"] and "lessons/99_demo.ipynb" in "".join(lesson[1]["source"])
+    assert "solutions/99_demo.ipynb" in "".join(solution[1]["source"])
+    assert "".join(lesson[3]["source"]) == "".join(solution[3]["source"]) == course.setup_source()
+    assert course.REPO in course.setup_source() and course.REPO in "".join(lesson[1]["source"])
+    # outputs stripped everywhere
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in lesson + solution if c["cell_type"] == "code")
+
+
+def test_build_is_idempotent_and_check_passes(course_dirs, capsys):
+    course.build()
+    capsys.readouterr()
+    assert course.build() == 0 and "0 notebook(s) written" in capsys.readouterr().out
+    assert course.check() == 0
+
+
+def test_check_fails_on_stale_lesson(course_dirs, capsys):
+    sol, les = course_dirs
+    course.build()
+    nb = json.loads((sol / "99_demo.ipynb").read_text())
+    nb["cells"][4]["source"] = ["print(double(5))"]
+    (sol / "99_demo.ipynb").write_text(json.dumps(nb))
+    assert course.check() == 1
+    assert "lessons/99_demo.ipynb is stale" in capsys.readouterr().out
+
+
+def test_check_fails_on_outputs_and_orphans(course_dirs, capsys):
+    sol, les = course_dirs
+    course.build()
+    nb = json.loads((les / "99_demo.ipynb").read_text())
+    nb["cells"][4]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["hi"]}]
+    (les / "99_demo.ipynb").write_text(json.dumps(nb))
+    (les / "98_orphan.ipynb").write_text((les / "99_demo.ipynb").read_text())
+    assert course.check() == 1
+    out = capsys.readouterr().out
+    assert "carries outputs" in out and "98_orphan.ipynb has no solution" in out
+
+
+def test_check_fails_on_edited_setup_cell(course_dirs, capsys):
+    sol, _ = course_dirs
+    course.build()
+    nb = json.loads((sol / "99_demo.ipynb").read_text())
+    nb["cells"][3]["source"] = ["import utils  # hand-edited"]
+    (sol / "99_demo.ipynb").write_text(json.dumps(nb))
+    assert course.check() == 1
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another"),
+])
+def test_unbalanced_markers_are_reported(source, message):
+    nb = {"cells": [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    with pytest.raises(ValueError, match=message):
+        course.make_lesson(nb, "x.ipynb")
+
+
+def test_repository_notebooks_are_in_sync():
+    assert course.check() == 0, "run `make build`"
+
+
+def test_bench_records_seconds_memory_and_metrics(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import sys; sys.path.insert(0, %r)\nimport utils\nutils.report_metric('answer', 42)\n"
+        "utils.report_metric('fast', float(utils.is_fast()))" % str(course.ROOT))]
+    path = tmp_path / "50_tiny.ipynb"
+    nbformat.write(nb, str(path))
+    result = course.run_notebook(path, fast=False, timeout=120)
+    assert result["metrics"] == {"answer": 42.0, "fast": 0.0}
+    assert result["seconds"] > 0 and 10 < result["peak_mb"] < 4000
+    entry = {"lesson": "50_tiny", **result, "machine": course.machine_description(), "python": "3", "torch": "2",
+             "date": "today", "command": "python -m utils.course bench 50"}
+    course.write_results([entry], tmp_path / "r.json", tmp_path / "R.md")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert set(saved[0]) >= {"lesson", "seconds", "peak_mb", "metrics", "machine", "python", "torch", "date", "command"}
+    assert "| answer | 42 |" in (tmp_path / "R.md").read_text()
