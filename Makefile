@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test install build check bench fast-bench clean
 
@@ -14,7 +15,7 @@ $(VENV)/.installed: requirements.txt
 install: $(VENV)/.installed  ## create .venv and install everything
 
 lab: install  ## open JupyterLab on lesson 01
-	$(VENV)/bin/jupyter lab --notebook-dir=. lessons/01_discriminative_vs_generative.ipynb
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) lessons/01_discriminative_vs_generative.ipynb
 
 test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m utils.course check

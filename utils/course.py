@@ -44,7 +44,8 @@ if COURSE_ROOT is None and HOSTED:  # Colab or Kaggle: fetch the course once
     COURSE_ROOT = Path("genai-hands-on").resolve()
     if not COURSE_ROOT.exists():
         clone = subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "{branch}",
-                                f"https://github.com/{{REPO}}.git", str(COURSE_ROOT)], capture_output=True)
+                                f"https://github.com/{{REPO}}.git", str(COURSE_ROOT)], capture_output=True,
+                               env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}}, timeout=120)
         if clone.returncode != 0:
             raise SystemExit("Could not download the course from GitHub: on Kaggle, switch Internet on in "
                              "the notebook's Settings panel (it needs a verified phone number), then rerun.")
