@@ -63,6 +63,7 @@ def explore(fn, layout: str = "vertical", **controls):
     """Wire ``controls`` (widgets or fixed values) to ``fn(**values)`` and show its figure or image.
 
     Without ipywidgets it calls ``fn`` once with the starting values and says so.
+    Returns None (the widgets are displayed, not returned).
     """
     from IPython.display import display
 
@@ -70,7 +71,7 @@ def explore(fn, layout: str = "vertical", **controls):
     if w is None:
         print("ipywidgets is not installed, so this shows one static view (pip install ipywidgets for sliders).")
         _render(fn(**{k: getattr(v, "value", v) for k, v in controls.items()}))
-        return None
+        return
     live = {k: v for k, v in controls.items() if isinstance(v, w.ValueWidget)}
     fixed = {k: v for k, v in controls.items() if k not in live}
 
@@ -79,6 +80,5 @@ def explore(fn, layout: str = "vertical", **controls):
 
     out = w.interactive_output(redraw, live)
     box = w.HBox if layout == "horizontal" else w.VBox
-    ui = box(list(live.values()))
-    display(w.VBox([ui, out]))
-    return ui
+    display(w.VBox([box(list(live.values())), out]))
+    # Nothing is returned, so a cell ending in explore(...) does not show the sliders a second time.
