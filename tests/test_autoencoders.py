@@ -1,0 +1,252 @@
+"""Lesson 02: reference answers, checks (both directions, with the specific hints) and explorers."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import utils
+from utils import autoencoders as ae
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ae.Autoencoder(ae.AEConfig(latent=2, hidden=(32,))).eval()
+
+
+def passes(check, fn, capsys):
+    ok = check(fn)
+    out = capsys.readouterr().out
+    assert ok, out
+    assert "\u2705" in out
+
+
+def fails_with(check, fn, capsys, *fragments):
+    ok = check(fn)
+    out = capsys.readouterr().out
+    assert not ok, f"the check accepted a wrong answer: {out}"
+    for fragment in fragments:
+        assert fragment in out, f"expected {fragment!r} in {out!r}"
+
+
+# --------------------------------------------------------------------------- model and references
+
+def test_model_shapes(model):
+    x = torch.rand(4, 1, 28, 28)
+    assert model.encode(x).shape == (4, 2)
+    assert model.decode(torch.zeros(4, 2)).shape == (4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_reference_answers_agree_with_torch(model):
+    x_hat, x = torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    assert torch.allclose(ae.reconstruction_loss(x_hat, x), F.mse_loss(x_hat, x, reduction="sum") / 5)
+    noisy = ae.add_noise(torch.zeros(3, 1, 28, 28), 0.7)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and noisy.max() > 0
+    scores = ae.anomaly_score(model, x)
+    assert scores.shape == (5,) and (scores >= 0).all()
+
+
+def test_psnr_and_auc():
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(ae.psnr(x + 0.1, x), torch.full((3,), 20.0), atol=1e-3)  # MSE 0.01 -> 20 dB
+    auc, fpr, tpr = ae.roc_auc(torch.tensor([0.1, 0.2, 0.9, 0.8]), torch.tensor([0, 0, 1, 1]))
+    assert auc == 1.0 and fpr[0] == 0 and tpr[-1] == 1
+    assert ae.roc_auc([0.9, 0.8, 0.1, 0.2], [0, 0, 1, 1])[0] == 0.0
+
+
+def test_fit_lowers_the_loss_and_cache_roundtrip(tmp_path, monkeypatch):
+    monkeypatch.setattr(utils.runtime, "DATA_DIR", tmp_path)
+    x = torch.rand(64, 1, 28, 28)
+    cfg = ae.AEConfig(latent=3, hidden=(16,))
+    torch.manual_seed(0)
+    m = ae.Autoencoder(cfg)
+    losses = ae.fit(m, x, steps=30, batch_size=16)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    path = ae.cache_path(cfg, "MNIST (offline subset)", 30)
+    assert path.parent.parent == tmp_path and " " not in path.name
+    first = ae.load_or_train(cfg, x, "MNIST (offline subset)", steps=5)        # trains and saves
+    assert ae.cache_path(cfg, "MNIST (offline subset)", 5).is_file()
+    again = ae.load_or_train(cfg, x, "MNIST (offline subset)", steps=5)        # loads
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- explorers
+
+def test_decode_grid_shape_and_range(model):
+    grid = ae.decode_grid(model, n=5, low=-2, high=2)
+    assert grid.shape == (5 * 29 + 1, 5 * 29 + 1)
+    assert grid.min() >= 0 and grid.max() <= 1
+
+
+def test_decode_grid_orientation(model):
+    """Top-left tile is (low, high_y); bottom-right is (high, low_y)."""
+    grid = ae.decode_grid(model, n=3, low=-1, high=1)
+    top_left = ae.decode_code(model, [-1.0, 1.0])
+    bottom_right = ae.decode_code(model, [1.0, -1.0])
+    assert np.allclose(grid[1:29, 1:29], top_left, atol=1e-6)
+    assert np.allclose(grid[-29:-1, -29:-1], bottom_right, atol=1e-6)
+
+
+@pytest.mark.parametrize("z", [[-50.0, -50.0], [0.0, 0.0], [50.0, 50.0]])
+def test_latent_slider_ends(model, z):
+    img = ae.decode_code(model, z)
+    assert img.shape == (28, 28) and np.isfinite(img).all() and img.min() >= 0 and img.max() <= 1
+
+
+def test_latent_ranges_cover_codes():
+    codes = torch.tensor([[0.0, -1.0], [2.0, 3.0]])
+    low, high = ae.latent_ranges(codes)
+    assert low[0] < 0 < 2 < high[0] and low[1] < -1 and high[1] > 3
+
+
+def test_interpolation_endpoints(model):
+    x = torch.rand(2, 1, 28, 28)
+    z = ae.encode_all(model, x)
+    for t, k in ((0.0, 0), (1.0, 1)):
+        assert np.allclose(ae.interpolate(model, x[0], x[1], t), ae.decode_code(model, z[k]), atol=1e-6)
+    strip = ae.interpolation_strip(model, x[0], x[1], steps=6)
+    assert strip.shape == (30, 6 * 29 + 1) and 0 <= strip.min() and strip.max() <= 1
+    for t in (0.0, 1.0):
+        view = ae.interpolation_view(model, x[0], x[1], t)
+        assert view.shape == (30, 90) and 0 <= view.min() and view.max() <= 1
+        assert np.allclose(view[1:29, 31:59], ae.decode_code(model, z[int(t)]), atol=1e-6)
+        assert np.allclose(view[1:29, 1:29], x[0, 0].numpy())
+    mid = ae.interpolate_codes(z[0], z[1], 0.5)
+    assert torch.allclose(mid[0], (z[0] + z[1]) / 2)
+
+
+@pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
+def test_denoise_view_slider_ends(model, level):
+    fig = ae.denoise_view(model, torch.rand(4, 1, 28, 28), level)
+    assert len(fig.axes) == 3
+
+
+# --------------------------------------------------------------------------- checks: reconstruction loss
+
+def test_check_reconstruction_loss_accepts_correct_variants(capsys):
+    passes(utils.checks.check_reconstruction_loss, ae.reconstruction_loss, capsys)
+    passes(utils.checks.check_reconstruction_loss,
+           lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum") / x.shape[0], capsys)
+    passes(utils.checks.check_reconstruction_loss,
+           lambda x_hat, x: ((x - x_hat) ** 2).sum(dim=(1, 2, 3)).mean(), capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x_hat, x: F.mse_loss(x_hat, x), "mean over every pixel"),
+    (lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum"), "divide by the number of images"),
+    (lambda x_hat, x: (x_hat - x).abs().sum() / len(x), "absolute error"),
+    (lambda x_hat, x: (x_hat - x).flatten(1).norm(dim=1).mean(), "square root"),
+    (lambda x_hat, x: (x_hat - x).sum() / len(x), "forgot to square"),
+    (lambda x_hat, x: (x_hat - x).pow(2).flatten(1).sum(1), "one value per image"),
+    (lambda x_hat, x: (x_hat - x).pow(2).sum() / 6, "do not hard-code the batch size"),
+    (lambda x_hat, x: None, "forget a `return`"),
+])
+def test_check_reconstruction_loss_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_reconstruction_loss, fn, capsys, hint)
+
+
+def test_checks_report_not_implemented(capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    for check in (utils.checks.check_reconstruction_loss, utils.checks.check_add_noise,
+                  utils.checks.check_anomaly_score):
+        fails_with(check, stub, capsys, "not implemented yet")
+
+
+# --------------------------------------------------------------------------- checks: add_noise
+
+def test_check_add_noise_accepts_correct_variants(capsys):
+    passes(utils.checks.check_add_noise, ae.add_noise, capsys)
+    passes(utils.checks.check_add_noise, lambda x, s: torch.clip(x + torch.randn(x.shape) * s, 0, 1), capsys)
+    passes(utils.checks.check_add_noise, lambda x, s: (x + torch.normal(0.0, 1.0, size=x.shape) * s).clamp(0, 1),
+           capsys)
+
+
+def _in_place(x, s):
+    x += s * torch.randn_like(x)
+    return x.clamp_(0, 1)
+
+
+def _fixed_seed(x, s):
+    g = torch.Generator().manual_seed(0)
+    return (x + s * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda x, s: x + s * torch.randn_like(x), "clamp(0, 1)"),
+    (lambda x, s: x.clone(), "no noise was added"),
+    (lambda x, s: (x + s ** 2 * torch.randn_like(x)).clamp(0, 1), "noise_level**2"),
+    (lambda x, s: (x + s ** 0.5 * torch.randn_like(x)).clamp(0, 1), "sqrt(noise_level)"),
+    (lambda x, s: (x + s * torch.rand_like(x)).clamp(0, 1), "uniform on [0, noise_level]"),
+    (lambda x, s: (x + s * (2 * torch.rand_like(x) - 1)).clamp(0, 1), "uniform on [-noise_level, noise_level]"),
+    (lambda x, s: (x * (1 + s * torch.randn_like(x))).clamp(0, 1), "multiplied by the image"),
+    (lambda x, s: torch.sigmoid(x + s * torch.randn_like(x)), "squash"),
+    (_in_place, "in place"),
+    (_fixed_seed, "same noise"),
+    (lambda x, s: (x + s * torch.randn_like(x)).clamp(0, 1)[0], "same shape"),
+])
+def test_check_add_noise_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_add_noise, fn, capsys, hint)
+
+
+# --------------------------------------------------------------------------- checks: anomaly score
+
+def test_check_anomaly_score_accepts_correct_variants(capsys):
+    passes(utils.checks.check_anomaly_score, ae.anomaly_score, capsys)
+    passes(utils.checks.check_anomaly_score,
+           lambda m, x: F.mse_loss(m(x), x, reduction="none").mean(dim=(1, 2, 3)), capsys)  # mean per pixel
+    passes(utils.checks.check_anomaly_score, lambda m, x: ((x - m(x)) ** 2).sum(dim=(1, 2, 3)), capsys)
+    passes(utils.checks.check_anomaly_score,  # through the model's own encode/decode
+           lambda m, x: (torch.sigmoid(m.decode(m.encode(x))) - x).pow(2).flatten(1).sum(1), capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda m, x: (m(x) - x).pow(2).mean(), "one number for the whole batch"),
+    (lambda m, x: (m(x) - x).pow(2), "keep the batch dimension"),
+    (lambda m, x: (m(x) - x).pow(2).sum(0), "keep the batch dimension"),
+    (lambda m, x: -(m(x) - x).pow(2).flatten(1).sum(1), "wrong sign"),
+    (lambda m, x: (m(x) - x).abs().flatten(1).sum(1), "absolute error"),
+    (lambda m, x: (x - x).pow(2).flatten(1).sum(1), "all scores are zero"),
+    (lambda m, x: (m(x) - x).flatten(1).norm(dim=1), "square root"),
+])
+def test_check_anomaly_score_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_anomaly_score, fn, capsys, hint)
+
+
+def test_checks_refuse_a_non_function():
+    with pytest.raises(TypeError):
+        utils.checks.check_add_noise(torch.zeros(3))
+
+
+def test_pca_reconstruct_is_exact_at_full_rank_and_improves_with_k():
+    torch.manual_seed(0)
+    x_train, x = torch.rand(50, 1, 4, 4), torch.rand(7, 1, 4, 4)
+    assert torch.allclose(ae.pca_reconstruct(x_train, x, 16), x, atol=1e-5)
+    errors = [ae.reconstruction_loss(ae.pca_reconstruct(x_train, x_train, k), x_train).item() for k in (1, 4, 8)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_reconstructions_figure(model):
+    fig = ae.reconstructions_figure(model, torch.rand(5, 1, 28, 28), title="latent 2")
+    assert len(fig.axes) == 2 and "latent 2" in fig._suptitle.get_text()
+
+
+
+def test_pca_in_chunks_matches_one_shot():
+    """More rows than one chunk (as on full MNIST): the chunked covariance gives the same projection."""
+    torch.manual_seed(0)
+    x_train = torch.rand(12_000, 1, 3, 3)
+    flat = x_train.flatten(1).double()
+    centred = flat - flat.mean(0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred / (len(flat) - 1))
+    u = vectors.flip(-1)[:, :4]
+    expected = ((centred[:5] @ u) @ u.T + flat.mean(0)).float().view(5, 1, 3, 3)
+    assert torch.allclose(ae.pca_reconstruct(x_train, x_train[:5], 4), expected, atol=1e-5)

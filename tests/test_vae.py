@@ -1,0 +1,219 @@
+"""Lesson 03: reference answers, checks (both directions, with the specific hints) and explorers."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import utils
+from utils import autoencoders as ae
+from utils import vae
+from utils.checks.vae import elbo_cases, kl_cases, kl_mistakes
+
+
+@pytest.fixture(scope="module")
+def model2d():
+    torch.manual_seed(0)
+    return vae.VAE(vae.VAEConfig(hidden=32, latent=2)).eval()
+
+
+def passes(check, fn, capsys):
+    ok = check(fn)
+    out = capsys.readouterr().out
+    assert ok, out
+    assert "\u2705" in out
+
+
+def fails_with(check, fn, capsys, *fragments):
+    ok = check(fn)
+    out = capsys.readouterr().out
+    assert not ok, f"the check accepted a wrong answer: {out}"
+    for fragment in fragments:
+        assert fragment in out, f"expected {fragment!r} in {out!r}"
+
+
+# --------------------------------------------------------------------------- model and references
+
+def test_vae_shapes(model2d):
+    x = torch.rand(3, 1, 28, 28)
+    logits, mu, logvar = model2d(x)
+    assert logits.shape == x.shape and mu.shape == logvar.shape == (3, 2)
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = kl_cases()
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    assert torch.allclose(vae.kl_divergence(mu, logvar), torch.distributions.kl_divergence(q, p).sum(1), atol=1e-5)
+
+
+def test_kl_mistakes_are_distinct_from_the_answer_and_each_other():
+    mu, logvar = kl_cases()
+    right = vae.kl_divergence(mu, logvar)
+    values = list(kl_mistakes(mu, logvar).values())
+    for i, v in enumerate(values):
+        assert not torch.allclose(v, right, atol=1e-3)
+        for w in values[i + 1:]:
+            assert not torch.allclose(v, w, atol=1e-3)
+
+
+def test_elbo_reference_matches_bce():
+    logits, x, mu, logvar = elbo_cases()
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+    assert torch.allclose(vae.elbo_loss(logits, x, mu, logvar, beta=0.0), bce)
+
+
+def test_evaluate_parts_add_up(model2d):
+    res = vae.evaluate(model2d, torch.rand(10, 1, 28, 28), batch_size=4)
+    assert abs(res["neg_elbo"] - res["recon"] - res["kl"]) < 1e-3
+    assert res["kl"] >= 0 and res["kl_per_dim"].shape == (2,)
+    x = torch.rand(10, 1, 28, 28)
+    assert vae.evaluate(model2d, x)["neg_elbo"] == vae.evaluate(model2d, x)["neg_elbo"]  # seeded: reproducible
+
+
+def test_sample_prior_is_seeded(model2d):
+    a, b = vae.sample_prior(model2d, 6, 2, seed=3), vae.sample_prior(model2d, 6, 2, seed=3)
+    assert a.shape == (6, 1, 28, 28) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    grid = vae.prior_grid(model2d, 2, n=8, nrow=4)
+    assert grid.shape == (2 * 29 + 1, 4 * 29 + 1)
+
+
+# --------------------------------------------------------------------------- explorers
+
+def test_decode_grid_on_a_vae(model2d):
+    grid = ae.decode_grid(model2d, n=4)
+    assert grid.shape == (4 * 29 + 1, 4 * 29 + 1) and grid.min() >= 0 and grid.max() <= 1
+
+
+@pytest.mark.parametrize("z1, z2", [(-3.0, -3.0), (0.0, 0.0), (3.0, 3.0)])
+def test_latent_map_view_slider_ends(model2d, z1, z2):
+    pts, labels = torch.randn(50, 2), torch.randint(0, 10, (50,))
+    fig = vae.latent_map_view(model2d, z1, z2, pts, labels)
+    assert len(fig.axes) >= 2
+    vae.latent_map_view(model2d, z1, z2)  # without points too
+
+
+def test_interpolation_endpoints_on_a_vae(model2d):
+    x = torch.rand(2, 1, 28, 28)
+    mu = ae.encode_all(model2d, x)                       # the means, not samples
+    assert np.allclose(ae.interpolate(model2d, x[0], x[1], 0.0), ae.decode_code(model2d, mu[0]), atol=1e-6)
+    assert np.allclose(ae.interpolate(model2d, x[0], x[1], 1.0), ae.decode_code(model2d, mu[1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [-3.0, 3.0])
+def test_decode_with_dims_slider_ends(value):
+    torch.manual_seed(0)
+    m = vae.VAE(vae.VAEConfig(hidden=16, latent=5)).eval()
+    img = vae.decode_with_dims(m, torch.zeros(5), [4, 1], [value, -value])
+    assert img.shape == (28, 28) and img.min() >= 0 and img.max() <= 1
+    assert np.allclose(vae.decode_with_dims(m, torch.zeros(5), [], []), ae.decode_code(m, torch.zeros(5)))
+
+
+def test_active_dims():
+    assert vae.active_dims(torch.tensor([0.1, 3.0, 0.0, 2.0]), 2) == [1, 3]
+
+
+# --------------------------------------------------------------------------- checks: reparameterize
+
+def test_check_reparameterize_accepts_correct_variants(capsys):
+    passes(utils.checks.check_reparameterize, vae.reparameterize, capsys)
+    passes(utils.checks.check_reparameterize,
+           lambda mu, logvar: mu + torch.randn_like(mu) * torch.exp(logvar).sqrt(), capsys)
+    passes(utils.checks.check_reparameterize,
+           lambda mu, logvar: torch.distributions.Normal(mu, (logvar / 2).exp()).rsample(), capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, logvar: mu + logvar * torch.randn_like(mu), "logvar as the standard deviation"),
+    (lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu), "forgot the 0.5"),
+    (lambda mu, logvar: mu, "returned mu with no noise"),
+    (lambda mu, logvar: mu + (0.5 * logvar).exp().sqrt() * torch.randn_like(mu), "square root twice"),
+    (lambda mu, logvar: mu + (0.5 * logvar).exp() * torch.rand_like(mu), "torch.rand is uniform"),
+    (lambda mu, logvar: (0.5 * logvar).exp() * torch.randn_like(mu), "not centred on mu"),
+    (lambda mu, logvar: torch.distributions.Normal(mu, (0.5 * logvar).exp()).sample(), "no gradient flows"),
+    (lambda mu, logvar: mu + (0.5 * logvar.detach()).exp() * torch.randn_like(mu), "no gradient reaches logvar"),
+    (lambda mu, logvar: mu[:, :2], "same shape as mu"),
+])
+def test_check_reparameterize_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_reparameterize, fn, capsys, hint)
+
+
+# --------------------------------------------------------------------------- checks: KL divergence
+
+def test_check_kl_divergence_accepts_correct_variants(capsys):
+    passes(utils.checks.check_kl_divergence, vae.kl_divergence, capsys)
+    passes(utils.checks.check_kl_divergence,
+           lambda mu, logvar: 0.5 * torch.sum(mu ** 2 + torch.exp(logvar) - logvar - 1, dim=-1), capsys)
+
+    def via_distributions(mu, logvar):
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+        p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+        return torch.distributions.kl_divergence(q, p).sum(dim=1)
+
+    passes(utils.checks.check_kl_divergence, via_distributions, capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda mu, lv: 0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1), "sign is wrong"),
+    (lambda mu, lv: -(1 + lv - mu ** 2 - lv.exp()).sum(1), "forgot the 0.5"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - (0.5 * lv).exp()).sum(1), "needs the variance exp(logvar)"),
+    (lambda mu, lv: -0.5 * (1 + (0.5 * lv).exp() - mu ** 2 - lv.exp()).sum(1), "needs the log-variance"),
+    (lambda mu, lv: -0.5 * (1 + torch.log(lv ** 2) - mu ** 2 - lv ** 2).sum(1), "logvar as the standard deviation"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1), "mean over the latent dimensions"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(), "one number for the whole batch"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(), "one number for the whole batch"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(0), "summed over the batch"),
+    (lambda mu, lv: -0.5 * (1 + lv - mu - lv.exp()).sum(1), "mu must be squared"),
+])
+def test_check_kl_divergence_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_kl_divergence, fn, capsys, hint)
+
+
+# --------------------------------------------------------------------------- checks: ELBO loss
+
+def _bce(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def test_check_elbo_loss_accepts_correct_variants(capsys):
+    passes(utils.checks.check_elbo_loss, vae.elbo_loss, capsys)
+
+    def via_probabilities(logits, x, mu, logvar, beta=1.0):
+        rec = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum")
+        return (rec + beta * vae.kl_divergence(mu, logvar).sum()) / x.shape[0]
+
+    passes(utils.checks.check_elbo_loss, via_probabilities, capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda l, x, mu, lv, beta=1.0: F.binary_cross_entropy_with_logits(l, x) + beta * vae.kl_divergence(mu, lv).mean(),
+     "averaged over pixels"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).sum(), "summed over the batch"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + vae.kl_divergence(mu, lv)).mean(), "beta is missing"),
+    (lambda l, x, mu, lv, beta=1.0: (beta * _bce(l, x) + vae.kl_divergence(mu, lv)).mean(), "beta multiplies the reconstruction"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) - beta * vae.kl_divergence(mu, lv)).mean(), "wrong sign"),
+    (lambda l, x, mu, lv, beta=1.0: _bce(l, x).mean(), "KL term is missing"),
+    (lambda l, x, mu, lv, beta=1.0: ((torch.sigmoid(l) - x).pow(2).flatten(1).sum(1)
+                                     + beta * vae.kl_divergence(mu, lv)).mean(), "squared error"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(torch.sigmoid(l), x) + beta * vae.kl_divergence(mu, lv)).mean(), "sigmoid twice"),
+    (lambda l, x, mu, lv, beta=1.0: _bce(l, x) + beta * vae.kl_divergence(mu, lv), "one loss per example"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + beta * 0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1)).mean(),
+     "wrong sign"),
+    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) - beta * 0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1)).mean(),
+     "the KL part is off (you took the mean over the latent dimensions"),
+    (lambda l, x, mu, lv, beta: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).mean(), "default value of 1.0"),
+])
+def test_check_elbo_loss_rejects_mistakes(fn, hint, capsys):
+    fails_with(utils.checks.check_elbo_loss, fn, capsys, hint)
+
+
+def test_checks_report_not_implemented(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    for check in (utils.checks.check_reparameterize, utils.checks.check_kl_divergence,
+                  utils.checks.check_elbo_loss):
+        fails_with(check, stub, capsys, "not implemented yet")
