@@ -1,0 +1,385 @@
+"""Tests for lesson 06: utils.gpt (tokens, attention, the GPT, sampling, explorers) and its checks."""
+import math
+import os
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import utils
+from utils import gpt
+from utils.checks import transformers as T_
+
+SHAKESPEARE = Path(os.environ.get("GENAI_SHAKESPEARE", Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return gpt.CharTokenizer(TEXT)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    torch.manual_seed(0)
+    return gpt.GPT(gpt.GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16))
+
+
+# ------------------------------------------------------------------ tokens and the bigram baseline
+
+def test_tokenizer_round_trip_and_unknown(tok):
+    ids = tok.encode("hear me speak")
+    assert tok.decode(ids) == "hear me speak" and tok.decode(torch.tensor(ids)) == "hear me speak"
+    assert tok.vocab_size == len(set(TEXT))
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        tok.encode("xyz{")
+    assert tok.decode(tok.encode("he{ar", skip_unknown=True)) == "hear"
+    both = gpt.CharTokenizer("ab", "bc")
+    assert both.chars == ["a", "b", "c"]
+
+
+def test_split_is_contiguous():
+    train, val = gpt.split(torch.arange(100))
+    assert len(train) == 90 and len(val) == 10 and val[0] == 90
+
+
+def test_bigram_baseline_beats_uniform_and_counts_pairs():
+    ids = torch.tensor([0, 1, 0, 1, 0, 2])
+    counts = gpt.bigram_counts(ids, 3)
+    assert counts[0, 1] == 2 and counts[1, 0] == 2 and counts[0, 2] == 1 and counts.sum() == 5
+    tok = gpt.CharTokenizer(TEXT)
+    data = torch.tensor(tok.encode(TEXT))
+    loss = gpt.bigram_loss(gpt.bigram_counts(data, tok.vocab_size), data)
+    assert 0 < loss < math.log(tok.vocab_size)
+
+
+# ------------------------------------------------------------------ attention by hand
+
+def test_attention_matches_pytorch():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g) for _ in range(3))
+    out, w = gpt.attention(q, k, v)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v))
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 5))
+    out, w = gpt.attention(q, k, v, gpt.causal_mask(5))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert (w.triu(1) == 0).all()
+
+
+def test_causal_mask():
+    m = gpt.causal_mask(4)
+    assert m.dtype == torch.bool and m.shape == (4, 4)
+    assert m[3].all() and m[0, 0] and not m[0, 1:].any()
+
+
+# ------------------------------------------------------------------ the GPT
+
+def test_gpt_shapes_loss_and_tying(model, tok):
+    x = torch.randint(tok.vocab_size, (3, 16))
+    logits, loss = model(x, x)
+    assert logits.shape == (3, 16, tok.vocab_size)
+    assert abs(loss.item() - math.log(tok.vocab_size)) < 0.3  # near uniform at initialisation
+    assert model.head.weight is model.tok_emb.weight
+    untied = gpt.GPT(gpt.GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                                   tie_weights=False))
+    assert untied.num_params() == model.num_params() + tok.vocab_size * 16
+
+
+def test_baby_gpt_size():
+    assert 790_000 < gpt.GPT(gpt.GPTConfig(vocab_size=65)).num_params() < 810_000  # nanoGPT: 0.80M
+
+
+def test_gpt_is_causal_and_fused_equals_hand_written(model, tok):
+    model.eval()
+    x = torch.randint(tok.vocab_size, (2, 12))
+    x2 = x.clone()
+    x2[:, 8:] = (x2[:, 8:] + 1) % tok.vocab_size  # change the future only
+    with torch.no_grad():
+        a, _ = model(x)
+        b, _ = model(x2)
+        torch.testing.assert_close(a[:, :8], b[:, :8])
+        for blk in model.blocks:
+            blk.attn.keep_weights = True
+        c, _ = model(x)
+        for blk in model.blocks:
+            blk.attn.keep_weights, blk.attn.weights = False, None
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+
+
+def test_get_batch_targets_are_shifted_inputs():
+    data = torch.arange(50)
+    x, y = gpt.get_batch(data, 8, 4, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 8)
+    assert torch.equal(y, x + 1)
+
+
+def test_estimate_loss_is_deterministic(model, tok):
+    model.train()
+    data = torch.tensor(tok.encode(TEXT))
+    a = gpt.estimate_loss(model, data, max_blocks=20)
+    assert a == gpt.estimate_loss(model, data, max_blocks=20) and a > 0
+    assert model.training  # the mode is restored
+
+
+def test_lr_schedule_ends():
+    assert gpt.lr_at(0.0, 1e-3, 1e-4, 0.1) < 1e-8
+    assert gpt.lr_at(0.1, 1e-3, 1e-4, 0.1) == pytest.approx(1e-3)
+    assert gpt.lr_at(1.0, 1e-3, 1e-4, 0.1) == pytest.approx(1e-4)
+    assert gpt.lr_at(1.5, 1e-3, 1e-4, 0.1) == pytest.approx(1e-4)
+
+
+# ------------------------------------------------------------------ sampling
+
+def test_low_temperature_and_top1_are_greedy():
+    logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
+    greedy = F.one_hot(logits.argmax(-1), 10).float()
+    torch.testing.assert_close(gpt.next_token_probs(logits, 1e-4), greedy)
+    torch.testing.assert_close(gpt.next_token_probs(logits, 0.0), greedy)
+    torch.testing.assert_close(gpt.next_token_probs(logits, 1.0, top_k=1), greedy)
+    torch.testing.assert_close(gpt.next_token_probs(logits, 1.0, top_k=10), logits.softmax(-1))
+    p = gpt.next_token_probs(logits, 1.0, top_k=3)
+    assert ((p > 0).sum(-1) == 3).all()
+
+
+def test_generate_at_temperature_zero_is_greedy_decoding(model, tok):
+    start = torch.tensor([tok.encode("Speak")])
+    out = gpt.generate(model, start, 10, temperature=0.0)
+    idx = start
+    with torch.no_grad():
+        for _ in range(10):
+            logits, _ = model(idx[:, -16:])
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, idx)
+    # longer than block_size works (the context is cropped), and sampling is reproducible by seed
+    a = gpt.complete(model, tok, "Speak", 30, temperature=1.0, seed=3)
+    assert a == gpt.complete(model, tok, "Speak", 30, temperature=1.0, seed=3) and len(a) == 35
+
+
+# ------------------------------------------------------------------ explorers (slider ends included)
+
+@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (2.0, 0), (1.0, 1), (0.05, 40), (1.0, 100)])
+def test_sampling_figure(model, tok, temperature, top_k):
+    fig = gpt.sampling_figure(model, tok, "All:", temperature, top_k, n_new=20)
+    assert fig.axes and hasattr(fig, "savefig")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert abs(sum(heights) - 1) < 1e-4 or len(heights) == 20
+    if temperature == 0.0 or top_k == 1:
+        assert max(heights) == pytest.approx(1.0)
+
+
+def test_sampling_figure_odd_prompts(model, tok):
+    for prompt in ["", "{{}}", "x" * 100]:
+        assert hasattr(gpt.sampling_figure(model, tok, prompt, 1.0, 0, n_new=5), "savefig")
+
+
+@pytest.mark.parametrize("layer,head", [(0, 0), (1, 1), (0, 1)])
+def test_attention_figure_and_weights(model, tok, layer, head):
+    w = gpt.attention_weights(model, tok, "Speak, speak.")
+    assert w.shape == (2, 2, 13, 13)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 13))
+    assert (w.triu(1) == 0).all()
+    assert all(not b.attn.keep_weights and b.attn.weights is None for b in model.blocks)
+    fig = gpt.attention_figure(model, tok, "Speak, speak.", layer, head)
+    assert hasattr(fig, "savefig")
+    assert hasattr(gpt.attention_figure(model, tok, "", layer, head), "savefig")
+    assert hasattr(gpt.attention_figure(model, tok, "a" * 40, layer, head), "savefig")  # cropped to block
+
+
+def test_attention_figure_rejects_bad_layer(model, tok):
+    with pytest.raises(ValueError, match="layer must be"):
+        gpt.attention_figure(model, tok, "hear", layer=2, head=0)
+
+
+# ------------------------------------------------------------------ corpora
+
+def test_python_source_corpus():
+    corpus = gpt.load_python_source(max_chars=50_000, verbose=False)
+    assert 10_000 < len(corpus.text) <= 50_000
+    assert set(corpus.text) <= set(string.printable) - set("\t\r\x0b\x0c")
+    assert "def " in corpus.text and "return" in corpus.text
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="Tiny Shakespeare is not available here")
+def test_shakespeare_loads_from_a_path():
+    corpus = utils.data.load_text(SHAKESPEARE, verbose=False)
+    assert corpus.name == "Tiny Shakespeare" and len(corpus.text) > 1_000_000
+
+
+# ------------------------------------------------------------------ checks: accept the right answers ...
+
+def attention_loop(q, k, v, mask=None):  # a correct variant: -1e9 instead of -inf, torch.where, explicit exp
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.tensor(-1e9))
+    e = (scores - scores.amax(-1, keepdim=True)).exp()
+    w = e / e.sum(-1, keepdim=True)
+    return w @ v, w
+
+
+def attention_renormalised(q, k, v, mask=None):  # correct too: zeroing after softmax, then renormalising
+    w = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(-1)
+    if mask is not None:
+        w = w * mask
+        w = w / w.sum(-1, keepdim=True)
+    return w @ v, w
+
+
+def probs_power(logits, temperature=1.0, top_k=None):  # correct: p ** (1/T) renormalised == softmax(l / T)
+    if top_k:
+        kth = logits.topk(top_k).values[:, [-1]]
+        logits = torch.where(logits >= kth, logits, torch.tensor(float("-inf")))
+    p = logits.softmax(-1) ** (1 / temperature)
+    return p / p.sum(-1, keepdim=True)
+
+
+def probs_sorted(logits, temperature=1.0, top_k=None):  # correct: sort-based top-k, applied before temperature
+    if top_k:
+        values, idx = logits.sort(-1, descending=True)
+        logits = torch.full_like(logits, -1e10).scatter(-1, idx[:, :top_k], values[:, :top_k])
+    return F.softmax(logits / temperature, dim=-1)
+
+
+@pytest.mark.parametrize("check,fn", [
+    (T_.check_attention, gpt.attention), (T_.check_attention, attention_loop),
+    (T_.check_attention, attention_renormalised),
+    (T_.check_causal_mask, gpt.causal_mask),
+    (T_.check_causal_mask, lambda T: torch.ones(T, T).tril().bool()),
+    (T_.check_causal_mask, lambda T: torch.arange(T)[:, None] >= torch.arange(T)[None, :]),
+    (T_.check_next_token_probs, gpt.next_token_probs), (T_.check_next_token_probs, probs_power),
+    (T_.check_next_token_probs, probs_sorted),
+])
+def test_checks_accept_correct_answers(check, fn, capsys):
+    assert check(fn)
+    assert "correct" in capsys.readouterr().out
+
+
+def test_checks_are_exported():
+    assert utils.checks.check_attention is T_.check_attention
+    assert utils.checks.check_causal_mask is T_.check_causal_mask
+    assert utils.checks.check_next_token_probs is T_.check_next_token_probs
+
+
+# ------------------------------------------------------------------ ... and reject the typical mistakes, with the right hint
+
+def _attn(scale=None, axis=-1, mode="before", fill=float("-inf")):
+    def fn(q, k, v, mask=None):
+        s = q @ k.transpose(-2, -1) / (math.sqrt(q.size(-1)) if scale is None else scale(q.size(-1)))
+        if mask is not None and mode == "before":
+            s = s.masked_fill(~mask, fill)
+        if mask is not None and mode == "inverted":
+            s = s.masked_fill(mask, fill)
+        w = s.softmax(dim=axis)
+        if mask is not None and mode == "after_zero":
+            w = w.masked_fill(~mask, 0.0)
+        if mask is not None and mode == "after_inf":
+            w = w.masked_fill(~mask, fill)
+        return w @ v, w
+    return fn
+
+
+def _out_only(q, k, v, mask=None):
+    return gpt.attention(q, k, v, mask)[0]
+
+
+def _raises(q, k, v, mask=None):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("fn,hint", [
+    (_attn(scale=lambda d: 1.0), T_.NO_SCALE),
+    (_attn(scale=lambda d: float(d)), T_.SCALE_BY_DK),
+    (_attn(axis=-2), T_.WRONG_AXIS),
+    (_attn(mode="after_zero"), T_.MASK_AFTER),
+    (_attn(mode="after_inf"), T_.MASK_AFTER_INF),
+    (_attn(mode="after_inf", fill=-1e9), T_.MASK_AFTER_INF),
+    (_attn(mode="ignored"), T_.MASK_IGNORED),
+    (_attn(mode="inverted"), T_.MASK_INVERTED),
+    (_out_only, T_.NOT_A_PAIR),
+    (_raises, "not implemented"),
+])
+def test_check_attention_rejects(fn, hint, capsys):
+    assert not T_.check_attention(fn)
+    out = capsys.readouterr().out
+    assert hint in out, out
+
+
+@pytest.mark.parametrize("fn,hint", [
+    (lambda T: torch.ones(T, T, dtype=torch.bool).triu(), T_.FUTURE_UPPER),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril(1), T_.FUTURE_ONE_AHEAD),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), T_.NO_SELF),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).triu(1), T_.BLOCKED_CONVENTION),
+    (lambda T: torch.ones(T, T, dtype=torch.bool), T_.FUTURE_ANY),
+    (lambda T: torch.ones(T, T, dtype=torch.bool).tril(2), T_.FUTURE_ANY),
+    (lambda T: torch.ones(T, T).tril(), T_.NOT_BOOL),
+    (lambda T: None, "None"),
+])
+def test_check_causal_mask_rejects(fn, hint, capsys):
+    assert not T_.check_causal_mask(fn)
+    out = capsys.readouterr().out
+    assert hint in out, out
+
+
+def _probs(temp_mode="before", topk_mode="largest"):
+    def fn(logits, temperature=1.0, top_k=None):
+        if temp_mode == "before":
+            logits = logits / temperature
+        if temp_mode == "multiplied":
+            logits = logits * temperature
+        if top_k:
+            if topk_mode == "largest":
+                keep = logits.topk(top_k).indices
+            elif topk_mode == "smallest":
+                keep = logits.topk(top_k, largest=False).indices
+            elif topk_mode == "first":
+                keep = torch.arange(top_k).expand(len(logits), top_k)
+            elif topk_mode == "plus_one":
+                keep = logits.topk(min(top_k + 1, logits.size(-1))).indices
+            elif topk_mode in ("zero", "no_renorm"):
+                keep = logits.topk(top_k).indices
+            blocked = ~torch.zeros_like(logits, dtype=torch.bool).scatter(-1, keep, True)
+            if topk_mode == "zero":
+                logits = logits.masked_fill(blocked, 0.0)
+            elif topk_mode != "no_renorm":
+                logits = logits.masked_fill(blocked, float("-inf"))
+        p = logits.softmax(-1)
+        if top_k and topk_mode == "no_renorm":
+            p = p.masked_fill(blocked, 0.0)
+        if temp_mode == "after":
+            p = p / temperature
+        if temp_mode == "after_renorm":
+            p = p / temperature
+            p = p / p.sum(-1, keepdim=True)
+        return p
+    return fn
+
+
+@pytest.mark.parametrize("fn,hint", [
+    (_probs(temp_mode="after"), T_.TEMP_AFTER),
+    (_probs(temp_mode="after_renorm"), T_.TEMP_NO_EFFECT),
+    (_probs(temp_mode="multiplied"), T_.TEMP_MULTIPLIED),
+    (_probs(topk_mode="smallest"), T_.TOPK_SMALLEST),
+    (_probs(topk_mode="first"), T_.TOPK_FIRST),
+    (_probs(topk_mode="plus_one"), T_.TOPK_OFF_BY_ONE),
+    (_probs(topk_mode="zero"), T_.TOPK_ZERO),
+    (_probs(topk_mode="no_renorm"), T_.TOPK_NO_RENORM),
+    (lambda logits, temperature=1.0, top_k=None: logits / temperature, T_.PROBS_NOT_ONE),
+    (lambda logits, temperature=1.0, top_k=None: (logits / temperature).softmax(dim=0), T_.PROBS_WRONG_AXIS),
+])
+def test_check_next_token_probs_rejects(fn, hint, capsys):
+    assert not T_.check_next_token_probs(fn)
+    out = capsys.readouterr().out
+    assert hint in out, out
+
+
+def test_checks_refuse_a_non_function():
+    with pytest.raises(TypeError):
+        T_.check_attention("attention")
+
+
+def test_recorded_benchmark(tmp_path):
+    assert gpt.recorded_benchmark(path=tmp_path / "missing.json") is None
+    (tmp_path / "r.json").write_text('[{"lesson": "06_transformers", "seconds": 1.0, "metrics": {"a": 1}}]')
+    assert gpt.recorded_benchmark(path=tmp_path / "r.json")["metrics"] == {"a": 1}
+    assert gpt.recorded_benchmark("01_x", path=tmp_path / "r.json") is None
