@@ -146,7 +146,7 @@ def load_or_train(cfg: AEConfig, x_train: torch.Tensor, data_name: str, steps: i
             model.eval()
             print(f"Loaded lesson 02's autoencoder from {path}.")
             return model
-        except (RuntimeError, OSError, ValueError) as exc:  # a stale or damaged file: train afresh
+        except Exception as exc:  # a stale, damaged or foreign file: train afresh
             print(f"The cached autoencoder {path.name} could not be loaded ({exc.__class__.__name__}); training it.")
     fit(model, x_train, steps, seed=seed, desc=f"autoencoder (latent {cfg.latent})")
     save(model, path)
