@@ -289,6 +289,8 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}"
 
 
+BENCH_ENV = ("GENAI_SHAKESPEARE", "GENAI_DEVICE", "GENAI_OFFLINE", "GENAI_DATA_DIR")  # recorded with the command
+
 PEAK_CELL = ("import utils.runtime as _rt\n"
              "_rt.report_metric('_peak_mb', _rt.peak_memory_mb(), 'MB')")
 
@@ -348,7 +350,8 @@ def bench(selection: list, fast: bool = False) -> int:
     results_path = BENCH_DIR / ("results-fast.json" if fast else "results.json")
     table_path = BENCH_DIR / ("RESULTS-fast.md" if fast else "RESULTS.md")
     entries = json.loads(results_path.read_text()) if results_path.exists() else []
-    command = "python -m utils.course bench" + (" --fast" if fast else "") + "".join(f" {s}" for s in selection)
+    settings = "".join(f"{name}={os.environ[name]} " for name in BENCH_ENV if os.environ.get(name))
+    command = settings + "python -m utils.course bench" + (" --fast" if fast else "") + "".join(f" {s}" for s in selection)
     for path in paths:
         print(f"bench: running {path.relative_to(ROOT)} at {'fast' if fast else 'full'} settings ...", flush=True)
         result = run_notebook(path, fast)
