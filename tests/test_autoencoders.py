@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import utils
+from checking import fails_with, passes
 from utils import autoencoders as ae
 
 
@@ -16,21 +17,6 @@ from utils import autoencoders as ae
 def model():
     torch.manual_seed(0)
     return ae.Autoencoder(ae.AEConfig(latent=2, hidden=(32,))).eval()
-
-
-def passes(check, fn, capsys):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert ok, out
-    assert "\u2705" in out
-
-
-def fails_with(check, fn, capsys, *fragments):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert not ok, f"the check accepted a wrong answer: {out}"
-    for fragment in fragments:
-        assert fragment in out, f"expected {fragment!r} in {out!r}"
 
 
 # --------------------------------------------------------------------------- model and references
