@@ -18,17 +18,17 @@ lab: install  ## open JupyterLab on lesson 01
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) lessons/01_discriminative_vs_generative.ipynb
 
 test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
-	$(PY) -m utils.course check
+	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
 
 build: install  ## regenerate lessons/ from solutions/ and stamp setup cells
-	$(PY) -m utils.course build
+	$(PY) -m course build
 
 check: install
-	$(PY) -m utils.course check
+	$(PY) -m course check
 
 bench: install  ## run solution notebooks at full settings -> benchmarks/results.json (not part of CI)
-	$(PY) -m utils.course bench $(LESSONS)
+	$(PY) -m course bench $(LESSONS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

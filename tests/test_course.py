@@ -4,7 +4,9 @@ import json
 import nbformat
 import pytest
 
-from utils import course
+from course import bench, config, stamp
+from course.build import build, check
+from course.lesson import make_lesson
 
 SOLUTION_CODE = '''def double(x):
     """Twice x."""
@@ -33,9 +35,9 @@ def make_solution(path):
 def course_dirs(tmp_path, monkeypatch):
     sol, les = tmp_path / "solutions", tmp_path / "lessons"
     sol.mkdir()
-    monkeypatch.setattr(course, "ROOT", tmp_path)
-    monkeypatch.setattr(course, "SOLUTIONS", sol)
-    monkeypatch.setattr(course, "LESSONS", les)
+    monkeypatch.setattr(config, "ROOT", tmp_path)
+    monkeypatch.setattr(config, "SOLUTIONS", sol)
+    monkeypatch.setattr(config, "LESSONS", les)
     make_solution(sol / "99_demo.ipynb")
     return sol, les
 
@@ -46,7 +48,7 @@ def cells(path):
 
 def test_build_round_trip(course_dirs):
     sol, les = course_dirs
-    assert course.build() == 0
+    assert build() == 0
     lesson, solution = cells(les / "99_demo.ipynb"), cells(sol / "99_demo.ipynb")
     assert len(lesson) == len(solution) == 9  # 7 authored + badges + setup
     text = json.dumps(lesson)
@@ -62,48 +64,48 @@ def test_build_round_trip(course_dirs):
     # badges after the title, setup after "what you will learn"; both stamped from one template
     assert lesson[1]["metadata"]["tags"] == ["badges"] and "lessons/99_demo.ipynb" in "".join(lesson[1]["source"])
     assert "solutions/99_demo.ipynb" in "".join(solution[1]["source"])
-    assert "".join(lesson[3]["source"]) == "".join(solution[3]["source"]) == course.setup_source()
-    assert course.REPO in course.setup_source() and course.REPO in "".join(lesson[1]["source"])
+    assert "".join(lesson[3]["source"]) == "".join(solution[3]["source"]) == stamp.setup_source()
+    assert config.REPO in stamp.setup_source() and config.REPO in "".join(lesson[1]["source"])
     # outputs stripped everywhere
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in lesson + solution if c["cell_type"] == "code")
 
 
 def test_build_is_idempotent_and_check_passes(course_dirs, capsys):
-    course.build()
+    build()
     capsys.readouterr()
-    assert course.build() == 0 and "0 notebook(s) written" in capsys.readouterr().out
-    assert course.check() == 0
+    assert build() == 0 and "0 notebook(s) written" in capsys.readouterr().out
+    assert check() == 0
 
 
 def test_check_fails_on_stale_lesson(course_dirs, capsys):
     sol, les = course_dirs
-    course.build()
+    build()
     nb = json.loads((sol / "99_demo.ipynb").read_text())
     nb["cells"][4]["source"] = ["print(double(5))"]
     (sol / "99_demo.ipynb").write_text(json.dumps(nb))
-    assert course.check() == 1
+    assert check() == 1
     assert "lessons/99_demo.ipynb is stale" in capsys.readouterr().out
 
 
 def test_check_fails_on_outputs_and_orphans(course_dirs, capsys):
     sol, les = course_dirs
-    course.build()
+    build()
     nb = json.loads((les / "99_demo.ipynb").read_text())
     nb["cells"][4]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["hi"]}]
     (les / "99_demo.ipynb").write_text(json.dumps(nb))
     (les / "98_orphan.ipynb").write_text((les / "99_demo.ipynb").read_text())
-    assert course.check() == 1
+    assert check() == 1
     out = capsys.readouterr().out
     assert "carries outputs" in out and "98_orphan.ipynb has no solution" in out
 
 
 def test_check_fails_on_edited_setup_cell(course_dirs, capsys):
     sol, _ = course_dirs
-    course.build()
+    build()
     nb = json.loads((sol / "99_demo.ipynb").read_text())
     nb["cells"][3]["source"] = ["import utils  # hand-edited"]
     (sol / "99_demo.ipynb").write_text(json.dumps(nb))
-    assert course.check() == 1
+    assert check() == 1
 
 
 @pytest.mark.parametrize("source, message", [
@@ -115,33 +117,33 @@ def test_unbalanced_markers_are_reported(source, message):
     nb = {"cells": [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     with pytest.raises(ValueError, match=message):
-        course.make_lesson(nb, "x.ipynb")
+        make_lesson(nb, "x.ipynb")
 
 
 def test_repository_notebooks_are_in_sync():
-    assert course.check() == 0, "run `make build`"
+    assert check() == 0, "run `make build`"
 
 
 def test_bench_records_seconds_memory_and_metrics(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
         "import sys; sys.path.insert(0, %r)\nimport utils\nutils.report_metric('answer', 42)\n"
-        "utils.report_metric('fast', float(utils.is_fast()))" % str(course.ROOT))]
+        "utils.report_metric('fast', float(utils.is_fast()))" % str(config.ROOT))]
     path = tmp_path / "50_tiny.ipynb"
     nbformat.write(nb, str(path))
-    result = course.run_notebook(path, fast=False, timeout=120)
+    result = bench.run_notebook(path, fast=False, timeout=120)
     assert result["metrics"] == {"answer": 42.0, "fast": 0.0}
     assert result["seconds"] > 0 and 10 < result["peak_mb"] < 4000
-    entry = {"lesson": "50_tiny", **result, "machine": course.machine_description(), "python": "3", "torch": "2",
-             "date": "today", "command": "python -m utils.course bench 50"}
-    course.write_results([entry], tmp_path / "r.json", tmp_path / "R.md")
+    entry = {"lesson": "50_tiny", **result, "machine": bench.machine_description(), "python": "3", "torch": "2",
+             "date": "today", "command": "python -m course bench 50"}
+    bench.write_results([entry], tmp_path / "r.json", tmp_path / "R.md")
     saved = json.loads((tmp_path / "r.json").read_text())
     assert set(saved[0]) >= {"lesson", "seconds", "peak_mb", "metrics", "machine", "python", "torch", "date", "command"}
     assert "| answer | 42 |" in (tmp_path / "R.md").read_text()
 
 
 def _setup_script():
-    return "\n".join(line for line in course.setup_source().splitlines() if not line.startswith("%"))
+    return "\n".join(line for line in stamp.setup_source().splitlines() if not line.startswith("%"))
 
 
 def test_setup_cell_finds_the_course_locally(tmp_path):
@@ -150,7 +152,7 @@ def test_setup_cell_finds_the_course_locally(tmp_path):
     script = tmp_path / "setup.py"
     script.write_text(_setup_script())
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("KAGGLE_KERNEL_RUN_TYPE",)}
-    run = subprocess.run([sys.executable, str(script)], cwd=course.LESSONS, capture_output=True, text=True, env=env,
+    run = subprocess.run([sys.executable, str(script)], cwd=config.LESSONS, capture_output=True, text=True, env=env,
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert "torch" in run.stdout and "device" in run.stdout and "Fast mode" in run.stdout
@@ -167,3 +169,34 @@ def test_setup_cell_on_kaggle_without_internet_says_so(tmp_path):
                          timeout=300)
     assert run.returncode != 0
     assert "switch Internet on" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_build_stamps_the_lesson_into_notebook_metadata(course_dirs):
+    sol, les = course_dirs
+    build()
+    for path in (sol / "99_demo.ipynb", les / "99_demo.ipynb"):
+        assert json.loads(path.read_text())["metadata"][config.METADATA_KEY] == {"lesson": "99"}
+    real = json.loads((config.SOLUTIONS / "99_demo.ipynb").read_text())
+    assert real["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_bench_command_records_paths_relative_to_the_repository(monkeypatch):
+    shared = config.ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+    monkeypatch.setenv("GENAI_SHAKESPEARE", str(shared))
+    monkeypatch.delenv("GENAI_DEVICE", raising=False)
+    assert bench.bench_command(["06"], fast=False) == \
+        "GENAI_SHAKESPEARE=../shared/data/tinyshakespeare.txt python -m course bench 06"
+    monkeypatch.setenv("GENAI_SHAKESPEARE", "data/x.txt")  # already relative: kept as written
+    assert bench.bench_command([], fast=True).startswith("GENAI_SHAKESPEARE=data/x.txt python -m course bench --fast")
+
+
+def test_execute_runs_with_its_own_environment_and_reports_errors(tmp_path, monkeypatch):
+    from course.execute import execute
+    monkeypatch.setenv("GENAI_FAST", "1")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os; print(os.environ.get('GENAI_FAST'), os.environ['EXTRA'], os.getcwd())"),
+                nbformat.v4.new_code_cell("1 / 0")]
+    run = execute(nb, cwd=tmp_path, fast=False, env={"EXTRA": "yes"}, timeout=60)
+    assert run.error and "ZeroDivisionError" in run.error
+    assert nb.cells[0].outputs[0]["text"].split() == ["None", "yes", str(tmp_path)]
+    assert __import__("os").environ["GENAI_FAST"] == "1"  # the caller's environment is untouched

@@ -4,13 +4,14 @@ import os
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
 import utils
 from utils import gpt
-from utils.checks import transformers as T_
+from utils.checks import gpt as T_
 
 SHAKESPEARE = Path(os.environ.get("GENAI_SHAKESPEARE", Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
@@ -159,19 +160,31 @@ def test_generate_at_temperature_zero_is_greedy_decoding(model, tok):
 
 # ------------------------------------------------------------------ explorers (slider ends included)
 
-@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (2.0, 0), (1.0, 1), (0.05, 40), (1.0, 100)])
+@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (2.0, 0), (1.0, 1), (0.05, 40), (1.0, 100), (1.0, 5)])
 def test_sampling_figure(model, tok, temperature, top_k):
-    fig = gpt.sampling_figure(model, tok, "All:", temperature, top_k, n_new=20)
-    assert fig.axes and hasattr(fig, "savefig")
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert abs(sum(heights) - 1) < 1e-4 or len(heights) == 20
+    fig = gpt.sampling_figure(model, tok, "All:", temperature, top_k, n_new=20, show=20)
+    bars_ax, text_ax = fig.axes
+    heights = torch.tensor([p.get_height() for p in bars_ax.patches])
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([tok.encode("All:")]))
+    probs = gpt.next_token_probs(logits[:, -1], temperature, top_k or None)[0]
+    # the bars are the 20 most likely next characters, in order, with their probabilities
+    assert len(heights) == min(20, tok.vocab_size)
+    torch.testing.assert_close(heights.float(), probs.topk(len(heights)).values, atol=1e-6, rtol=1e-5)
+    if top_k and top_k <= 20:
+        assert heights.sum().item() == pytest.approx(1.0, abs=1e-5) and (heights[top_k:] == 0).all()
     if temperature == 0.0 or top_k == 1:
-        assert max(heights) == pytest.approx(1.0)
+        assert heights.max().item() == pytest.approx(1.0)
+    # the lower panel shows the sampled continuation, prompt first
+    shown = text_ax.texts[0].get_text()
+    assert shown.startswith("All:") and len(shown) >= len("All:") + 10
+    assert f"top-k {top_k or 'off'}" in bars_ax.get_title()
 
 
 def test_sampling_figure_odd_prompts(model, tok):
     for prompt in ["", "{{}}", "x" * 100]:
-        assert hasattr(gpt.sampling_figure(model, tok, prompt, 1.0, 0, n_new=5), "savefig")
+        fig = gpt.sampling_figure(model, tok, prompt, 1.0, 0, n_new=5)
+        assert len(fig.axes) == 2 and len(fig.axes[0].patches) == min(20, tok.vocab_size)
 
 
 @pytest.mark.parametrize("layer,head", [(0, 0), (1, 1), (0, 1)])
@@ -182,9 +195,13 @@ def test_attention_figure_and_weights(model, tok, layer, head):
     assert (w.triu(1) == 0).all()
     assert all(not b.attn.keep_weights and b.attn.weights is None for b in model.blocks)
     fig = gpt.attention_figure(model, tok, "Speak, speak.", layer, head)
-    assert hasattr(fig, "savefig")
-    assert hasattr(gpt.attention_figure(model, tok, "", layer, head), "savefig")
-    assert hasattr(gpt.attention_figure(model, tok, "a" * 40, layer, head), "savefig")  # cropped to block
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (13, 13)  # one row per query character, one column per key
+    np.testing.assert_allclose(np.asarray(image), w[layer, head].numpy(), atol=1e-6)
+    assert fig.axes[0].get_title() == f"layer {layer}, head {head}"
+    for prompt, size in [("", 1), ("a" * 40, model.cfg.block_size)]:  # empty, and cropped to the block
+        image = gpt.attention_figure(model, tok, prompt, layer, head).axes[0].images[0].get_array()
+        assert image.shape == (size, size)
 
 
 def test_attention_figure_rejects_bad_layer(model, tok):
@@ -376,10 +393,3 @@ def test_check_next_token_probs_rejects(fn, hint, capsys):
 def test_checks_refuse_a_non_function():
     with pytest.raises(TypeError):
         T_.check_attention("attention")
-
-
-def test_recorded_benchmark(tmp_path):
-    assert gpt.recorded_benchmark(path=tmp_path / "missing.json") is None
-    (tmp_path / "r.json").write_text('[{"lesson": "06_transformers", "seconds": 1.0, "metrics": {"a": 1}}]')
-    assert gpt.recorded_benchmark(path=tmp_path / "r.json")["metrics"] == {"a": 1}
-    assert gpt.recorded_benchmark("01_x", path=tmp_path / "r.json") is None

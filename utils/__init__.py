@@ -1,12 +1,13 @@
 """Shared code for the Generative AI, Hands-On course.
 
-Core helpers are imported here; lesson modules (``utils.vae``, ``utils.gan``, ...) load on first use.
+Core helpers are imported here. Lesson modules (``utils.vae``, ``utils.gan``, ...) and ``utils.checks``
+(which imports every lesson module it checks) load on first use: ``import utils`` stays light.
 """
 import importlib
 
 from .runtime import (budget, get_device, is_fast, peak_memory_mb, platform, print_environment,
                       report_metric, seed_everything)
-from . import checks, data, plots, runtime, train, widgets
+from . import data, plots, runtime, train, widgets
 from .train import LossHistory, batches, progress
 
 __version__ = "0.1.0"

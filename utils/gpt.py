@@ -399,27 +399,3 @@ def attention_figure(model: GPT, tok: CharTokenizer, prompt: str = "To be, or no
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     fig.tight_layout()
     return fig
-
-
-def text_box(value: str, description: str = "prompt"):
-    """A text box that updates on Enter or leaving the box (a plain string when ipywidgets is missing)."""
-    try:
-        import ipywidgets
-    except ImportError:
-        return value
-    return ipywidgets.Text(value=value, description=description, continuous_update=False,
-                           style={"description_width": "initial"}, layout=ipywidgets.Layout(width="420px"))
-
-
-def recorded_benchmark(lesson: str = "06_transformers", path: Path | None = None) -> dict | None:
-    """This lesson's entry in benchmarks/results.json (written by `python -m utils.course bench`), or None."""
-    import json
-
-    from .runtime import REPO_ROOT
-
-    path = Path(path or REPO_ROOT / "benchmarks" / "results.json")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return next((e for e in entries if isinstance(e, dict) and e.get("lesson") == lesson), None)

@@ -97,7 +97,7 @@ def print_environment() -> None:
 
 
 def report_metric(name: str, value: float, unit: str = "") -> float:
-    """Print a result and record it for the benchmark (``python -m utils.course bench``).
+    """Print a result and record it for the benchmark (``python -m course bench``).
 
     The benchmark sets ``GENAI_METRICS_FILE``; outside it this only prints.
     """

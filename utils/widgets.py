@@ -40,6 +40,15 @@ def dropdown(options, value=None, description: str = ""):
                       description=description, style={"description_width": "initial"})
 
 
+def text_box(value: str, description: str = "prompt"):
+    """A text box that updates on Enter or on leaving the box (a plain string when ipywidgets is missing)."""
+    w = _widgets()
+    if w is None:
+        return value
+    return w.Text(value=value, description=description, continuous_update=False,
+                  style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+
+
 def _render(result):
     """Show what an explorer function returned: a matplotlib Figure, or an image array."""
     import matplotlib.pyplot as plt

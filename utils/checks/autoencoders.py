@@ -16,7 +16,7 @@ def _images(n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --------------------------------------------------------------------------- reconstruction loss
 
-@exercise_check("reconstruction_loss")
+@exercise_check
 def check_reconstruction_loss(c, fn):
     x_hat, x = _images()
     out = c.finite(c.call(fn, x_hat.clone(), x.clone()))
@@ -45,7 +45,7 @@ def check_reconstruction_loss(c, fn):
 
 # --------------------------------------------------------------------------- add_noise
 
-@exercise_check("add_noise")
+@exercise_check
 def check_add_noise(c, fn):
     torch.manual_seed(0)
     # 1) mid-grey images: the clipping almost never acts at 0.1, so the noise statistics show through
@@ -117,7 +117,7 @@ class _Blur(nn.Module):
         return torch.sigmoid(self.decode(self.encode(x)))
 
 
-@exercise_check("anomaly_score")
+@exercise_check
 def check_anomaly_score(c, fn):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 28, 28, generator=gen) * torch.linspace(0.2, 1.0, 5).view(5, 1, 1, 1)

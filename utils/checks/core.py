@@ -1,30 +1,58 @@
 """The contract every exercise check follows.
 
-``check_<exercise>(fn, ...) -> bool`` runs the learner's function on cases with known answers
-and prints one line: a pass, or what is wrong plus a hint. It never raises on a wrong answer
-(an exception inside the learner's code is reported as a failure with its message); it raises
-only when it is misused, for example when given something that is not a function.
+A check body receives a ``Check`` helper and the learner's function; the exercise's name comes from
+the body's own name (``check_kl_divergence`` checks ``kl_divergence``):
 
-A check is written as a body that receives a ``Check`` helper:
-
-    @exercise_check("gaussian_log_density")
+    @exercise_check
     def check_gaussian_log_density(c, fn):
         out = c.call(fn, x, mean, var)
-        c.shape(out, (4,), "one log-density per row of x")
-        c.close(out, expected, mistakes={"you forgot the 0.5 in front of the sum": wrong})
+        c.shape(out, (4,), "one log-density per row of x", mistakes={(4, 3): SUM_OVER_ROWS})
+        c.close(out, expected, mistakes={MISSING_HALF: wrong})
+
+The decorated ``check_<exercise>(fn) -> bool`` prints one line, a pass or what is wrong with a hint.
+It never raises on a wrong answer: an exception inside the learner's code, a wrong shape, an input
+changed in place are all reported as failures. It raises only when misused (not given a function).
+
+``utils.checks.<exercise>(fn)`` runs the same check and returns the function the lesson should go on
+with: the learner's when it passes, otherwise the reference ``utils.<lesson>.<exercise>``.
+
+When the environment variable ``GENAI_CHECK_LOG`` names a file, every check also appends one JSON
+line there: ``{"exercise", "lesson", "status", "message"}`` with status ``passed``, ``failed`` or
+``not attempted``. Graders read that file; nobody parses the printed lines.
 """
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
+import json
 import math
+import os
 
 import torch
 
 PASS, FAIL = "\u2705", "\u274c"
+LOG_ENV = "GENAI_CHECK_LOG"
+PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+NOT_IMPLEMENTED = "not implemented yet: replace `raise NotImplementedError()` with your code."
 
 
-class _Failure(Exception):
-    """A wrong answer, with the one-line explanation to print."""
+class Failure(Exception):
+    """A wrong answer, with the one-line explanation to print. Raised by ``Check.fail``."""
+
+    def __init__(self, message: str, status: str = FAILED):
+        super().__init__(message)
+        self.status = status
+
+
+def _argument_names(fn, args, kwargs) -> list[str]:
+    """The parameter name each positional argument binds to (``#1``, ``#2``... when unknown)."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+        names = {id(value): name for name, value in bound.arguments.items()}
+    except (TypeError, ValueError):
+        names = {}
+    return [names.get(id(a), f"#{i + 1}") for i, a in enumerate(args)]
 
 
 class Check:
@@ -35,17 +63,36 @@ class Check:
         self.cases = 0
 
     def fail(self, message: str):
-        raise _Failure(message)
+        raise Failure(message)
 
-    def call(self, fn, *args, **kwargs):
-        """Call the learner's function, turning its exceptions into a failure that quotes them."""
+    def call(self, fn, *args, error_hints: dict | None = None, **kwargs):
+        """Call the learner's function and return what it returns.
+
+        Its exceptions become a failure that quotes them, with the hint from ``error_hints`` (message
+        fragment -> hint) whose fragment appears in the message. Tensor arguments must come back
+        unchanged: an answer that edits its caller's tensor in place fails, naming the argument.
+        """
         self.cases += 1
+        snapshots = [(name, a, a.detach().clone()) for name, a in zip(_argument_names(fn, args, kwargs), args)
+                     if isinstance(a, torch.Tensor)]
+        snapshots += [(name, a, a.detach().clone()) for name, a in kwargs.items() if isinstance(a, torch.Tensor)]
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except NotImplementedError:
-            self.fail("not implemented yet: replace `raise NotImplementedError()` with your code.")
+            raise Failure(NOT_IMPLEMENTED, NOT_ATTEMPTED) from None
+        except Failure:
+            raise
         except Exception as exc:  # the learner's bug, reported rather than raised
-            self.fail(f"your code raised {type(exc).__name__}: {exc}")
+            message = f"your code raised {type(exc).__name__}: {exc}"
+            for fragment, hint in (error_hints or {}).items():
+                if fragment in str(exc):
+                    self.fail(f"{message}. {hint}")
+            self.fail(message)
+        for name, tensor, before in snapshots:
+            if tensor.shape != before.shape or not torch.equal(tensor.detach(), before):
+                self.fail(f"your function changed its input `{name}` in place, so the caller's tensor is no longer "
+                          f"what it passed in: leave the inputs as they are and build new tensors for the result.")
+        return out
 
     def tensor(self, out, what: str = "the result") -> torch.Tensor:
         if out is None:
@@ -57,11 +104,15 @@ class Check:
         except Exception:
             self.fail(f"{what} should be a tensor, not {type(out).__name__}.")
 
-    def shape(self, out, expected: tuple, hint: str = "") -> torch.Tensor:
+    def shape(self, out, expected: tuple, hint: str = "", mistakes: dict | None = None) -> torch.Tensor:
+        """Fail unless ``out`` has the ``expected`` shape; ``mistakes`` maps a wrong shape to its hint."""
         out = self.tensor(out)
-        if tuple(out.shape) != tuple(expected):
-            self.fail(f"the result has shape {tuple(out.shape)}, expected {tuple(expected)}"
-                      + (f": {hint}" if hint else "."))
+        got = tuple(out.shape)
+        if got != tuple(expected):
+            for wrong_shape, mistake_hint in (mistakes or {}).items():
+                if got == tuple(wrong_shape):
+                    self.fail(mistake_hint)
+            self.fail(f"the result has shape {got}, expected {tuple(expected)}" + (f": {hint}" if hint else "."))
         return out
 
     def finite(self, out, hint: str = "") -> torch.Tensor:
@@ -76,6 +127,7 @@ class Check:
 
         ``mistakes`` maps a hint to the value that mistake would produce, or to a predicate called with
         the learner's output (as returned, on the CPU) that says whether it shows that mistake.
+        Everything is compared in float64, so float32 and float64 answers are judged alike.
         """
         original = self.tensor(out).detach().cpu()
         out = original.to(torch.float64)
@@ -103,29 +155,62 @@ class Check:
             self.fail(message)
 
 
-def exercise_check(exercise: str):
-    """Turn a check body ``(c, fn, *args)`` into the public ``check_<exercise>(fn, *args) -> bool``."""
+def _log(record: dict) -> None:
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+    except OSError:
+        pass  # a grader's log that cannot be written must not break the learner's notebook
 
-    def decorate(body):
-        @functools.wraps(body)
-        def check(fn, *args, **kwargs) -> bool:
-            if not callable(fn):
-                raise TypeError(f"{body.__name__} expects your function itself (e.g. "
-                                f"{body.__name__}({exercise})), not a {type(fn).__name__}.")
-            c = Check(exercise)
-            try:
-                with torch.random.fork_rng():
-                    body(c, fn, *args, **kwargs)
-            except _Failure as failure:
-                print(f"{FAIL} {exercise}: {failure}")
-                return False
-            print(f"{PASS} {exercise}: correct ({c.cases} test case{'s' * (c.cases != 1)} passed).")
-            return True
 
-        check.exercise = exercise
-        return check
+class ExerciseCheck:
+    """``check_<exercise>(fn) -> bool``, made by ``@exercise_check`` from a body ``(c, fn, *args)``."""
 
-    return decorate
+    def __init__(self, body):
+        if not body.__name__.startswith("check_"):
+            raise ValueError(f"a check body is named check_<exercise>, not {body.__name__}.")
+        functools.update_wrapper(self, body)
+        self.body = body
+        self.exercise = body.__name__[len("check_"):]
+        self.lesson = body.__module__.rsplit(".", 1)[-1]  # utils.checks.vae -> vae
+
+    def reference(self):
+        """The course's own answer, ``utils.<lesson>.<exercise>``."""
+        return getattr(importlib.import_module(f"utils.{self.lesson}"), self.exercise)
+
+    def run(self, fn, *args, **kwargs) -> tuple[str, str]:
+        """(status, message) without printing."""
+        if not callable(fn):
+            raise TypeError(f"{self.__name__} expects your function itself (e.g. "
+                            f"{self.__name__}({self.exercise})), not a {type(fn).__name__}.")
+        c = Check(self.exercise)
+        try:
+            with torch.random.fork_rng():
+                self.body(c, fn, *args, **kwargs)
+        except Failure as failure:
+            return failure.status, str(failure)
+        return PASSED, f"correct ({c.cases} test case{'s' * (c.cases != 1)} passed)."
+
+    def __call__(self, fn, *args, _fallback: str = "", **kwargs) -> bool:
+        status, message = self.run(fn, *args, **kwargs)
+        _log({"exercise": self.exercise, "lesson": self.lesson, "status": status,
+              "message": "" if status == PASSED else message})
+        passed = status == PASSED
+        print(f"{PASS if passed else FAIL} {self.exercise}: {message}{'' if passed else _fallback}")
+        return passed
+
+    def use(self, fn):
+        """Check ``fn``; return it when it passes, else the reference (and say so on the same line)."""
+        fallback = f" The lesson goes on with the reference, utils.{self.lesson}.{self.exercise}."
+        return fn if self(fn, _fallback=fallback) else self.reference()
+
+
+def exercise_check(body) -> ExerciseCheck:
+    """Decorator: turn ``check_<exercise>(c, fn, *args)`` into the public check."""
+    return ExerciseCheck(body)
 
 
 def log_normal_const(d: int) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import _Failure, exercise_check
+from .core import exercise_check
 from ..diffusion import Schedule, diffusion_loss, guidance, p_sample, q_sample
 
 
@@ -24,19 +24,7 @@ BROADCAST_HINT = ("Hint: alpha_bar[t] has shape (B,); reshape it to (B, 1, 1, 1)
                   "each image (for example with .view(-1, 1, 1, 1)).")
 
 
-def _call_with_hints(c, fn, *args, hints: dict):
-    """c.call, adding a hint when the learner's error message contains one of the ``hints`` keys."""
-    try:
-        return c.call(fn, *args)
-    except _Failure as failure:
-        for fragment, hint in hints.items():
-            if fragment in str(failure):
-                c.fail(f"{failure}. {hint}")
-        raise
-
-
-def _call_with_shape_hint(c, fn, *args):
-    return _call_with_hints(c, fn, *args, hints={"size of tensor": BROADCAST_HINT, "broadcast": BROADCAST_HINT})
+SHAPE_ERROR_HINTS = {"size of tensor": BROADCAST_HINT, "broadcast": BROADCAST_HINT}
 
 
 # --------------------------------------------------------------------------- q_sample
@@ -60,14 +48,14 @@ def q_sample_mistakes(x0, t, noise, s: Schedule) -> dict:
     }
 
 
-@exercise_check("q_sample")
+@exercise_check
 def check_q_sample(c, fn):
     s = _test_schedule()
     g = _gen(0)
     x0 = torch.rand(3, 1, 4, 5, generator=g) * 2 - 1
     noise = torch.randn(3, 1, 4, 5, generator=g)
     for t in (torch.tensor([0, 4, 9]), torch.tensor([7, 2, 7])):
-        out = _call_with_shape_hint(c, fn, x0, t, noise, s)
+        out = c.call(fn, x0, t, noise, s, error_hints=SHAPE_ERROR_HINTS)
         c.shape(out, x0.shape, "x_t has the shape of x_0")
         c.close(out, q_sample(x0, t, noise, s), mistakes=q_sample_mistakes(x0, t, noise, s))
 
@@ -104,7 +92,7 @@ def loss_mistakes(model, x0, t, noise, y, s: Schedule) -> dict:
     }
 
 
-@exercise_check("diffusion_loss")
+@exercise_check
 def check_diffusion_loss(c, fn):
     s = _test_schedule()
     g = _gen(1)
@@ -113,8 +101,8 @@ def check_diffusion_loss(c, fn):
     noise = torch.randn(4, 1, 3, 3, generator=g)
     t = torch.tensor([0, 3, 6, 9])
     y = torch.tensor([1, 2, 3, 10])
-    out = _call_with_hints(c, fn, model, x0, t, noise, y, s,
-                           hints={"argument: 'y'": "Hint: the model takes three inputs, model(x_t, t, y)."})
+    out = c.call(fn, model, x0, t, noise, y, s,
+                 error_hints={"argument: 'y'": "Hint: the model takes three inputs, model(x_t, t, y)."})
     out = c.tensor(out)
     c.true(out.dim() == 0 or out.numel() == 1,
            f"return one number (a 0-dim tensor), the mean over batch and pixels; yours has shape {tuple(out.shape)}.")
@@ -152,7 +140,7 @@ def p_sample_mistakes(x_t, t: int, eps, s: Schedule, noise) -> dict:
     return hints
 
 
-@exercise_check("p_sample")
+@exercise_check
 def check_p_sample(c, fn):
     s = _test_schedule()
     g = _gen(2)
@@ -184,7 +172,7 @@ def guidance_mistakes(eps_c, eps_u, w: float) -> dict:
     }
 
 
-@exercise_check("guidance")
+@exercise_check
 def check_guidance(c, fn):
     g = _gen(3)
     eps_c = torch.randn(2, 1, 3, 3, generator=g)

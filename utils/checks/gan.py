@@ -31,7 +31,7 @@ SIGMOID_HINT = ("binary_cross_entropy_with_logits applies the sigmoid itself: pa
                 "not torch.sigmoid(logits) (a sigmoid twice squashes every loss towards log 2).")
 
 
-@exercise_check("d_loss")
+@exercise_check
 def check_d_loss(c, fn):
     real, fake = _logits()
     out = _scalar(c, c.call(fn, real, fake), "the discriminator loss")
@@ -58,7 +58,7 @@ def check_d_loss(c, fn):
             hint="compute the real term and the fake term separately (each a mean over its own batch) and add them.")
 
 
-@exercise_check("g_loss")
+@exercise_check
 def check_g_loss(c, fn):
     _, fake = _logits()
     out = _scalar(c, c.call(fn, fake), "the generator loss")
@@ -124,7 +124,7 @@ def _flat(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-@exercise_check("gan_step")
+@exercise_check
 def check_gan_step(c, fn):
     from ..gan import g_loss, g_loss_saturating
 
@@ -161,7 +161,7 @@ def check_gan_step(c, fn):
 
 # --------------------------------------------------------------------------- label conditioning
 
-@exercise_check("condition_on_label")
+@exercise_check
 def check_condition_on_label(c, fn):
     torch.manual_seed(0)
     y = torch.tensor([3, 0, 7, 3])

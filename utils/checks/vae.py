@@ -40,7 +40,7 @@ def kl_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict:
 
 # --------------------------------------------------------------------------- reparameterize
 
-@exercise_check("reparameterize")
+@exercise_check
 def check_reparameterize(c, fn):
     torch.manual_seed(0)
     n = 40_000
@@ -79,7 +79,7 @@ def check_reparameterize(c, fn):
 
 # --------------------------------------------------------------------------- KL divergence
 
-@exercise_check("kl_divergence")
+@exercise_check
 def check_kl_divergence(c, fn):
     mu, logvar = kl_cases()
     out = c.finite(c.call(fn, mu.clone(), logvar.clone()))
@@ -131,7 +131,7 @@ def elbo_mistakes(logits, x, mu, logvar, beta: float) -> dict:
     }
 
 
-@exercise_check("elbo_loss")
+@exercise_check
 def check_elbo_loss(c, fn):
     for seed, batch, beta in ((0, 5, 4.0), (1, 3, 0.5)):
         logits, x, mu, logvar = elbo_cases(seed, batch)

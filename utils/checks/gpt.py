@@ -95,7 +95,7 @@ def _attention_mistakes(q, k, v, mask):
     return wrong
 
 
-@exercise_check("attention")
+@exercise_check
 def check_attention(c, fn):
     g = torch.Generator().manual_seed(6)
     pad = torch.tensor([[1, 1, 1, 0, 0, 0]] * 6, dtype=torch.bool)  # half the keys hidden, like padding
@@ -130,7 +130,7 @@ def _mask_mistakes(T: int) -> dict:
             FUTURE_ANY: lambda m: bool(torch.triu(m != 0, diagonal=1).any())}
 
 
-@exercise_check("causal_mask")
+@exercise_check
 def check_causal_mask(c, fn):
     for T in (7, 1, 4):
         mask = c.tensor(c.call(fn, T), "the mask")
@@ -173,7 +173,7 @@ def _probs_mistakes(logits, temperature, top_k):
     return wrong
 
 
-@exercise_check("next_token_probs")
+@exercise_check
 def check_next_token_probs(c, fn):
     logits = torch.tensor([[0.1, -1.2, 2.3, 0.7, -0.4, 1.5, -2.0, 0.9],
                            [1.1, 0.3, -0.5, 2.2, 0.0, -1.7, 1.9, -0.8],

@@ -1,0 +1,65 @@
+"""``build`` writes lessons/ (and stamps solutions/) from solutions/; ``check`` fails when anything is stale."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import config
+from .lesson import make_lesson
+from .notebook import dumps_notebook, has_outputs, read_notebook, strip_outputs
+from .readme import expected_readme
+from .stamp import stamp
+
+
+def expected_notebooks() -> dict[Path, str]:
+    """Every notebook the build writes, path -> exact text."""
+    result = {}
+    for path in config.solution_paths():
+        solution = stamp(strip_outputs(read_notebook(path)), "solutions", path.name)
+        result[path] = dumps_notebook(solution)
+        result[config.LESSONS / path.name] = dumps_notebook(make_lesson(solution, path.name))
+    return result
+
+
+def build() -> int:
+    config.LESSONS.mkdir(exist_ok=True)
+    readme_path = config.ROOT / "README.md"
+    readme = expected_readme()
+    if readme is not None and readme != readme_path.read_text(encoding="utf-8"):
+        readme_path.write_text(readme, encoding="utf-8")
+        print("wrote README.md (lesson table)")
+    written = 0
+    for path, text in expected_notebooks().items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(config.ROOT)}")
+            written += 1
+    print(f"build: {written} notebook(s) written, everything else already up to date.")
+    return 0
+
+
+def problems() -> list[str]:
+    found = []
+    expected = expected_notebooks()
+    for path, text in expected.items():
+        rel = path.relative_to(config.ROOT)
+        if not path.exists():
+            found.append(f"{rel} is missing: run `make build`.")
+        elif has_outputs(read_notebook(path)):
+            found.append(f"{rel} carries outputs: run `make build` to strip them.")
+        elif path.read_text(encoding="utf-8") != text:
+            found.append(f"{rel} is stale (lesson, badges or setup cell differ from the build): run `make build`.")
+    for path in sorted(config.LESSONS.glob("*.ipynb")):
+        if path not in expected:
+            found.append(f"{path.relative_to(config.ROOT)} has no solution notebook: lessons are generated from solutions/.")
+    readme = expected_readme()
+    if readme is not None and readme != (config.ROOT / "README.md").read_text(encoding="utf-8"):
+        found.append("README.md's lesson table is stale: run `make build`.")
+    return found
+
+
+def check() -> int:
+    found = problems()
+    for problem in found:
+        print(problem)
+    print("check: OK" if not found else f"check: {len(found)} problem(s).")
+    return 1 if found else 0

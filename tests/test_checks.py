@@ -1,0 +1,93 @@
+"""The check contract itself: names, the fall-back, hints for errors and shapes, inputs changed in place, logs."""
+import json
+
+import torch
+
+import utils
+import utils.checks
+from utils.checks.core import NOT_IMPLEMENTED, ExerciseCheck, exercise_check
+from utils.vae import kl_divergence as reference_kl
+
+
+def test_the_exercise_name_comes_from_the_check_itself():
+    check = utils.checks.check_kl_divergence
+    assert isinstance(check, ExerciseCheck) and check.exercise == "kl_divergence" and check.lesson == "vae"
+    assert check.reference() is reference_kl
+    assert set(utils.checks.CHECKS) == {c.exercise for c in utils.checks.CHECKS.values()}
+    assert len(utils.checks.CHECKS) >= 20
+
+
+def test_use_returns_the_learners_function_when_right_and_the_reference_when_not(capsys):
+    def mine(mu, logvar):
+        return -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
+
+    def wrong(mu, logvar):
+        return 0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
+
+    def todo(mu, logvar):
+        raise NotImplementedError()
+
+    assert utils.checks.kl_divergence(mine) is mine
+    assert capsys.readouterr().out.startswith("\u2705 kl_divergence")
+    for answer in (wrong, todo):
+        assert utils.checks.kl_divergence(answer) is reference_kl
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and out.startswith("\u274c kl_divergence")  # still one line
+        assert "goes on with the reference, utils.vae.kl_divergence" in out
+
+
+def _demo_check(body):
+    body.__module__ = "utils.checks.vae"
+    return exercise_check(body)
+
+
+def test_error_hints_and_shape_mistakes_are_named(capsys):
+    @_demo_check
+    def check_demo(c, fn):
+        out = c.call(fn, torch.ones(2, 3), error_hints={"size of tensor": "HINT-BROADCAST"})
+        c.shape(out, (2,), "one per row", mistakes={(3,): "HINT-WRONG-AXIS"})
+
+    assert not check_demo(lambda x: x + torch.ones(4))
+    assert "HINT-BROADCAST" in capsys.readouterr().out
+    assert not check_demo(lambda x: x.sum(0))
+    assert "HINT-WRONG-AXIS" in capsys.readouterr().out
+    assert not check_demo(lambda x: x.sum())
+    assert "expected (2,): one per row" in capsys.readouterr().out
+    assert check_demo(lambda x: x.sum(1))
+
+
+def test_an_answer_that_changes_its_input_in_place_fails_naming_it(capsys):
+    @_demo_check
+    def check_scale(c, fn):
+        logits = torch.tensor([[1.0, 2.0]])
+        c.close(c.call(fn, logits, 2.0), torch.tensor([[0.5, 1.0]]))
+
+    def in_place(logits, temperature):
+        logits /= temperature
+        return logits
+
+    assert not check_scale(in_place)
+    assert "changed its input `logits` in place" in capsys.readouterr().out
+    assert check_scale(lambda logits, temperature: logits / temperature)
+
+
+def test_float64_answers_are_judged_like_float32(capsys):
+    assert utils.checks.check_kl_divergence(lambda mu, lv: reference_kl(mu.double(), lv.double()))
+
+
+def test_checks_write_structured_records_for_graders(tmp_path, monkeypatch, capsys):
+    log = tmp_path / "checks.jsonl"
+    monkeypatch.setenv("GENAI_CHECK_LOG", str(log))
+
+    def todo(mu, logvar):
+        raise NotImplementedError()
+
+    utils.checks.check_kl_divergence(reference_kl)
+    utils.checks.check_kl_divergence(lambda mu, lv: 0.5 * reference_kl(mu, lv))
+    utils.checks.check_kl_divergence(todo)
+    utils.checks.check_kl_divergence(lambda mu, lv: 1 / 0)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["passed", "failed", "not attempted", "failed"]
+    assert all(r["exercise"] == "kl_divergence" and r["lesson"] == "vae" for r in records)
+    assert records[0]["message"] == "" and records[2]["message"] == NOT_IMPLEMENTED
+    assert "0.5" in records[1]["message"] and "ZeroDivisionError" in records[3]["message"]
