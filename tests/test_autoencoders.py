@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import utils
-from checking import fails_with, passes
+from checking import fails_with, in_float64, passes
 from utils import autoencoders as ae
+from utils.checks import autoencoders as H
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
 
 
 @pytest.fixture(scope="module")
@@ -114,28 +116,26 @@ def test_denoise_view_slider_ends(model, level):
     assert len(fig.axes) == 3
 
 
-# --------------------------------------------------------------------------- checks: reconstruction loss
+# --------------------------------------------------------------------------- checks accept correct answers
 
-def test_check_reconstruction_loss_accepts_correct_variants(capsys):
-    passes(utils.checks.check_reconstruction_loss, ae.reconstruction_loss, capsys)
-    passes(utils.checks.check_reconstruction_loss,
-           lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum") / x.shape[0], capsys)
-    passes(utils.checks.check_reconstruction_loss,
-           lambda x_hat, x: ((x - x_hat) ** 2).sum(dim=(1, 2, 3)).mean(), capsys)
-
-
-@pytest.mark.parametrize("fn, hint", [
-    (lambda x_hat, x: F.mse_loss(x_hat, x), "mean over every pixel"),
-    (lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum"), "divide by the number of images"),
-    (lambda x_hat, x: (x_hat - x).abs().sum() / len(x), "absolute error"),
-    (lambda x_hat, x: (x_hat - x).flatten(1).norm(dim=1).mean(), "square root"),
-    (lambda x_hat, x: (x_hat - x).sum() / len(x), "forgot to square"),
-    (lambda x_hat, x: (x_hat - x).pow(2).flatten(1).sum(1), "one value per image"),
-    (lambda x_hat, x: (x_hat - x).pow(2).sum() / 6, "do not hard-code the batch size"),
-    (lambda x_hat, x: None, "forget a `return`"),
+@pytest.mark.parametrize("check, fn", [
+    (utils.checks.check_reconstruction_loss, ae.reconstruction_loss),
+    (utils.checks.check_reconstruction_loss, lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum") / x.shape[0]),
+    (utils.checks.check_reconstruction_loss, lambda x_hat, x: ((x - x_hat) ** 2).sum(dim=(1, 2, 3)).mean()),
+    (utils.checks.check_reconstruction_loss, in_float64(ae.reconstruction_loss)),
+    (utils.checks.check_add_noise, ae.add_noise),
+    (utils.checks.check_add_noise, lambda x, s: torch.clip(x + torch.randn(x.shape) * s, 0, 1)),
+    (utils.checks.check_add_noise, lambda x, s: (x + torch.normal(0.0, 1.0, size=x.shape) * s).clamp(0, 1)),
+    (utils.checks.check_add_noise, in_float64(ae.add_noise)),
+    (utils.checks.check_anomaly_score, ae.anomaly_score),
+    (utils.checks.check_anomaly_score, lambda m, x: F.mse_loss(m(x), x, reduction="none").mean(dim=(1, 2, 3))),
+    (utils.checks.check_anomaly_score, lambda m, x: ((x - m(x)) ** 2).sum(dim=(1, 2, 3))),
+    (utils.checks.check_anomaly_score,  # through the model's own encode/decode
+     lambda m, x: (torch.sigmoid(m.decode(m.encode(x))) - x).pow(2).flatten(1).sum(1)),
+    (utils.checks.check_anomaly_score, in_float64(ae.anomaly_score)),
 ])
-def test_check_reconstruction_loss_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_reconstruction_loss, fn, capsys, hint)
+def test_checks_accept_correct_answers_in_float32_and_float64(check, fn, capsys):
+    passes(check, fn, capsys)
 
 
 def test_checks_report_not_implemented(capsys):
@@ -144,16 +144,31 @@ def test_checks_report_not_implemented(capsys):
 
     for check in (utils.checks.check_reconstruction_loss, utils.checks.check_add_noise,
                   utils.checks.check_anomaly_score):
-        fails_with(check, stub, capsys, "not implemented yet")
+        fails_with(check, stub, capsys, NOT_IMPLEMENTED)
 
 
-# --------------------------------------------------------------------------- checks: add_noise
+# --------------------------------------------------------------------------- checks name typical mistakes
 
-def test_check_add_noise_accepts_correct_variants(capsys):
-    passes(utils.checks.check_add_noise, ae.add_noise, capsys)
-    passes(utils.checks.check_add_noise, lambda x, s: torch.clip(x + torch.randn(x.shape) * s, 0, 1), capsys)
-    passes(utils.checks.check_add_noise, lambda x, s: (x + torch.normal(0.0, 1.0, size=x.shape) * s).clamp(0, 1),
-           capsys)
+LOSS_MISTAKES = {
+    H.LOSS_PIXEL_MEAN: lambda x_hat, x: F.mse_loss(x_hat, x),
+    H.LOSS_BATCH_SUM: lambda x_hat, x: F.mse_loss(x_hat, x, reduction="sum"),
+    H.LOSS_ABS: lambda x_hat, x: (x_hat - x).abs().sum() / len(x),
+    H.LOSS_SQRT: lambda x_hat, x: (x_hat - x).flatten(1).norm(dim=1).mean(),
+    H.LOSS_NOT_SQUARED: lambda x_hat, x: (x_hat - x).sum() / len(x),
+    H.LOSS_PER_IMAGE: lambda x_hat, x: (x_hat - x).pow(2).flatten(1).sum(1),
+    H.LOSS_HARD_CODED_BATCH: lambda x_hat, x: (x_hat - x).pow(2).sum() / 6,
+    H.LOSS_NO_GRAD: lambda x_hat, x: ae.reconstruction_loss(x_hat, x).item(),
+    H.LOSS_NO_GRAD + " ": lambda x_hat, x: ae.reconstruction_loss(x_hat, x).detach(),
+    H.LOSS_HARD_CODED_PIXELS: lambda x_hat, x: F.mse_loss(x_hat, x) * 784,
+    H.LOSS_HARD_CODED_PIXELS + " ": lambda x_hat, x: (x_hat - x).pow(2).view(-1, 784).sum(1).mean(),
+    IN_PLACE.format("x_hat"): lambda x_hat, x: x_hat.data.sub_(x).pow(2).flatten(1).sum(1).mean(),
+    "forget a `return`": lambda x_hat, x: None,
+}
+
+
+@pytest.mark.parametrize("hint", LOSS_MISTAKES)
+def test_check_reconstruction_loss_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_reconstruction_loss, LOSS_MISTAKES[hint], capsys, hint.strip())
 
 
 def _in_place(x, s):
@@ -166,45 +181,52 @@ def _fixed_seed(x, s):
     return (x + s * torch.randn(x.shape, generator=g)).clamp(0, 1)
 
 
-@pytest.mark.parametrize("fn, hint", [
-    (lambda x, s: x + s * torch.randn_like(x), "clamp(0, 1)"),
-    (lambda x, s: x.clone(), "no noise was added"),
-    (lambda x, s: (x + s ** 2 * torch.randn_like(x)).clamp(0, 1), "noise_level**2"),
-    (lambda x, s: (x + s ** 0.5 * torch.randn_like(x)).clamp(0, 1), "sqrt(noise_level)"),
-    (lambda x, s: (x + s * torch.rand_like(x)).clamp(0, 1), "uniform on [0, noise_level]"),
-    (lambda x, s: (x + s * (2 * torch.rand_like(x) - 1)).clamp(0, 1), "uniform on [-noise_level, noise_level]"),
-    (lambda x, s: (x * (1 + s * torch.randn_like(x))).clamp(0, 1), "multiplied by the image"),
-    (lambda x, s: torch.sigmoid(x + s * torch.randn_like(x)), "squash"),
-    (_in_place, "in place"),
-    (_fixed_seed, "same noise"),
-    (lambda x, s: (x + s * torch.randn_like(x)).clamp(0, 1)[0], "same shape"),
-])
-def test_check_add_noise_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_add_noise, fn, capsys, hint)
+def _correlated(x, s):
+    noise = torch.randn_like(x)
+    return (x + s * (noise + noise.roll(1, dims=-1)) / 2 ** 0.5).clamp(0, 1)
 
 
-# --------------------------------------------------------------------------- checks: anomaly score
+NOISE_MISTAKES = {
+    H.NOISE_RANGE: lambda x, s: x + s * torch.randn_like(x),
+    H.NOISE_NONE: lambda x, s: x.clone(),
+    H.NOISE_VARIANCE: lambda x, s: (x + s ** 2 * torch.randn_like(x)).clamp(0, 1),
+    H.NOISE_SQRT: lambda x, s: (x + s ** 0.5 * torch.randn_like(x)).clamp(0, 1),
+    H.NOISE_UNIFORM_POSITIVE: lambda x, s: (x + s * torch.rand_like(x)).clamp(0, 1),
+    H.NOISE_UNIFORM: lambda x, s: (x + s * (2 * torch.rand_like(x) - 1)).clamp(0, 1),
+    H.NOISE_MULTIPLIED: lambda x, s: (x * (1 + s * torch.randn_like(x))).clamp(0, 1),
+    H.NOISE_SHIFTED: lambda x, s: torch.sigmoid(x + s * torch.randn_like(x)),
+    H.NOISE_PER_IMAGE: lambda x, s: (x + s * torch.randn(len(x), 1, 1, 1)).clamp(0, 1),
+    H.NOISE_SHARED_BATCH: lambda x, s: (x + s * torch.randn_like(x[:1])).clamp(0, 1),
+    H.NOISE_CORRELATED: _correlated,
+    H.NOISE_IMAGE_MISSING: lambda x, s: (s * torch.randn_like(x)).clamp(0, 1),
+    H.NOISE_FIXED_SEED: _fixed_seed,
+    H.NOISE_SHAPE: lambda x, s: (x + s * torch.randn_like(x)).clamp(0, 1)[0],
+    IN_PLACE.format("x"): _in_place,
+}
 
-def test_check_anomaly_score_accepts_correct_variants(capsys):
-    passes(utils.checks.check_anomaly_score, ae.anomaly_score, capsys)
-    passes(utils.checks.check_anomaly_score,
-           lambda m, x: F.mse_loss(m(x), x, reduction="none").mean(dim=(1, 2, 3)), capsys)  # mean per pixel
-    passes(utils.checks.check_anomaly_score, lambda m, x: ((x - m(x)) ** 2).sum(dim=(1, 2, 3)), capsys)
-    passes(utils.checks.check_anomaly_score,  # through the model's own encode/decode
-           lambda m, x: (torch.sigmoid(m.decode(m.encode(x))) - x).pow(2).flatten(1).sum(1), capsys)
+
+@pytest.mark.parametrize("hint", NOISE_MISTAKES)
+def test_check_add_noise_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_add_noise, NOISE_MISTAKES[hint], capsys, hint)
 
 
-@pytest.mark.parametrize("fn, hint", [
-    (lambda m, x: (m(x) - x).pow(2).mean(), "one number for the whole batch"),
-    (lambda m, x: (m(x) - x).pow(2), "keep the batch dimension"),
-    (lambda m, x: (m(x) - x).pow(2).sum(0), "keep the batch dimension"),
-    (lambda m, x: -(m(x) - x).pow(2).flatten(1).sum(1), "wrong sign"),
-    (lambda m, x: (m(x) - x).abs().flatten(1).sum(1), "absolute error"),
-    (lambda m, x: (x - x).pow(2).flatten(1).sum(1), "all scores are zero"),
-    (lambda m, x: (m(x) - x).flatten(1).norm(dim=1), "square root"),
-])
-def test_check_anomaly_score_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_anomaly_score, fn, capsys, hint)
+SCORE_MISTAKES = {
+    H.SCORE_SCALAR: lambda m, x: (m(x) - x).pow(2).mean(),
+    H.SCORE_SHAPE: lambda m, x: (m(x) - x).pow(2),
+    H.SCORE_OVER_BATCH: lambda m, x: (m(x) - x).pow(2).sum(0),
+    H.SCORE_KEEPDIM: lambda m, x: (m(x) - x).pow(2).flatten(1).sum(1, keepdim=True),
+    H.SCORE_SIGN: lambda m, x: -(m(x) - x).pow(2).flatten(1).sum(1),
+    H.SCORE_ABS: lambda m, x: (m(x) - x).abs().flatten(1).sum(1),
+    H.SCORE_ZERO: lambda m, x: (x - x).pow(2).flatten(1).sum(1),
+    H.SCORE_SQRT: lambda m, x: (m(x) - x).flatten(1).norm(dim=1),
+    H.SCORE_LOGITS: lambda m, x: (m.decode(m.encode(x)).view_as(x) - x).pow(2).flatten(1).sum(1),
+    IN_PLACE.format("x"): lambda m, x: (m(x) - x.clamp_(0, 0.5)).pow(2).flatten(1).sum(1),
+}
+
+
+@pytest.mark.parametrize("hint", SCORE_MISTAKES)
+def test_check_anomaly_score_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_anomaly_score, SCORE_MISTAKES[hint], capsys, hint)
 
 
 def test_checks_refuse_a_non_function():

@@ -6,14 +6,10 @@ import pytest
 import torch
 
 from utils import generative as g
+from checking import fails_with, in_float64, passes
 from utils.checks import check_gaussian_log_density, check_log_posterior, check_sample_low_rank_gaussian
-
-
-def run(check, fn, capsys):
-    ok = check(fn)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1, f"a check prints exactly one line, got: {out!r}"
-    return ok, out
+from utils.checks import generative as H
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
 
 
 # --------------------------------------------------------------------------- references
@@ -79,76 +75,95 @@ def test_principal_direction_image_range_ends_and_errors():
 
 # --------------------------------------------------------------------------- checks accept correct answers
 
-def test_density_check_accepts_reference_and_variants(capsys):
-    assert run(check_gaussian_log_density, g.gaussian_log_density, capsys)[0]
-    via_torch = lambda x, m, v: torch.distributions.Normal(m, v.sqrt()).log_prob(x).sum(-1)
-    assert run(check_gaussian_log_density, via_torch, capsys)[0]
-    expanded = lambda x, m, v: (-0.5 * math.log(2 * math.pi) * x.shape[1] - 0.5 * v.log().sum()
-                                - 0.5 * ((x - m) ** 2 / v).sum(1))
-    assert run(check_gaussian_log_density, expanded, capsys)[0]
+def _sample_via_matmul(mean, components, noise_std, n, generator=None):
+    z = torch.randn(components.shape[1], n, generator=generator)
+    return (mean[:, None] + components @ z).T + noise_std * torch.randn(n, len(mean), generator=generator)
 
 
-def test_posterior_check_accepts_reference_and_variants(capsys):
-    assert run(check_log_posterior, g.log_posterior, capsys)[0]
-    assert run(check_log_posterior, lambda ll, lp: torch.log_softmax(ll + lp, dim=1), capsys)[0]
+@pytest.mark.parametrize("check, fn", [
+    (check_gaussian_log_density, g.gaussian_log_density),
+    (check_gaussian_log_density, lambda x, m, v: torch.distributions.Normal(m, v.sqrt()).log_prob(x).sum(-1)),
+    (check_gaussian_log_density, lambda x, m, v: (-0.5 * math.log(2 * math.pi) * x.shape[1] - 0.5 * v.log().sum()
+                                                  - 0.5 * ((x - m) ** 2 / v).sum(1))),
+    (check_gaussian_log_density, in_float64(g.gaussian_log_density)),
+    (check_gaussian_log_density, lambda x, m, v: g.gaussian_log_density(x.double(), m.double(), v.double())),
+    (check_log_posterior, g.log_posterior),
+    (check_log_posterior, lambda ll, lp: torch.log_softmax(ll + lp, dim=1)),
+    (check_log_posterior, in_float64(g.log_posterior)),
+    (check_sample_low_rank_gaussian, g.sample_low_rank_gaussian),
+    (check_sample_low_rank_gaussian, _sample_via_matmul),
+    (check_sample_low_rank_gaussian, in_float64(g.sample_low_rank_gaussian)),
+])
+def test_checks_accept_correct_answers_in_float32_and_float64(check, fn, capsys):
+    passes(check, fn, capsys)
 
 
-def test_sampling_check_accepts_reference_and_variant(capsys):
-    assert run(check_sample_low_rank_gaussian, g.sample_low_rank_gaussian, capsys)[0]
+# --------------------------------------------------------------------------- checks name typical mistakes
 
-    def via_matmul(mean, components, noise_std, n, generator=None):
-        z = torch.randn(components.shape[1], n, generator=generator)
-        return (mean[:, None] + components @ z).T + noise_std * torch.randn(n, len(mean), generator=generator)
-    assert run(check_sample_low_rank_gaussian, via_matmul, capsys)[0]
+def _density_in_place(x, m, v):
+    x -= m                                      # edits the caller's data: later classes see shifted pixels
+    return -0.5 * (torch.log(2 * math.pi * v) + x ** 2 / v).sum(-1)
 
-
-# --------------------------------------------------------------------------- checks reject typical mistakes
 
 DENSITY_MISTAKES = {
-    "sign is flipped": lambda x, m, v: -g.gaussian_log_density(x, m, v),
-    "0.5 is missing": lambda x, m, v: -(torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(-1),
-    "not the standard deviation": lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v**2) + (x - m) ** 2 / v**2).sum(-1),
-    "divided by the standard deviation": lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v.sqrt()).sum(-1),
-    "normalising term is missing": lambda x, m, v: -0.5 * ((x - m) ** 2 / v).sum(-1),
-    "2*pi is missing": lambda x, m, v: -0.5 * (torch.log(v) + (x - m) ** 2 / v).sum(-1),
-    "one value per dimension": lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(0),
-    "single number": lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(),
-    "not implemented yet": lambda x, m, v: (_ for _ in ()).throw(NotImplementedError()),
+    H.DENSITY_SIGN: lambda x, m, v: -g.gaussian_log_density(x, m, v),
+    H.DENSITY_HALF: lambda x, m, v: -(torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(-1),
+    H.DENSITY_VAR_AS_STD: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v**2) + (x - m) ** 2 / v**2).sum(-1),
+    H.DENSITY_DIVIDED_BY_STD: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v.sqrt()).sum(-1),
+    H.DENSITY_NO_NORMALISER: lambda x, m, v: -0.5 * ((x - m) ** 2 / v).sum(-1),
+    H.DENSITY_NO_2PI: lambda x, m, v: -0.5 * (torch.log(v) + (x - m) ** 2 / v).sum(-1),
+    H.DENSITY_PER_DIMENSION: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(0),
+    H.DENSITY_SCALAR: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v).sum(),
+    H.DENSITY_KEEPDIM: lambda x, m, v: g.gaussian_log_density(x, m, v)[:, None],
+    H.DENSITY_MEAN_OVER_DIMS: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v) + (x - m) ** 2 / v).mean(-1),
+    H.DENSITY_NOT_LOG: lambda x, m, v: g.gaussian_log_density(x, m, v).exp(),
+    H.DENSITY_LOG_STD: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v.sqrt()) + (x - m) ** 2 / v).sum(-1),
+    IN_PLACE.format("x"): _density_in_place,
+    NOT_IMPLEMENTED: lambda x, m, v: (_ for _ in ()).throw(NotImplementedError()),
     "raised RuntimeError: boom": lambda x, m, v: (_ for _ in ()).throw(RuntimeError("boom")),
     "forget a `return`": lambda x, m, v: None,
 }
 
 
 @pytest.mark.parametrize("hint", DENSITY_MISTAKES)
-def test_density_check_rejects_mistakes_with_hint(hint, capsys):
-    ok, out = run(check_gaussian_log_density, DENSITY_MISTAKES[hint], capsys)
-    assert not ok and hint in out
+def test_density_check_names_each_mistake(hint, capsys):
+    fails_with(check_gaussian_log_density, DENSITY_MISTAKES[hint], capsys, hint)
+
+
+def _log_normalised_by_exp(ll, lp):
+    joint = ll + lp
+    return torch.log(joint.exp() / joint.exp().sum(1, keepdim=True))
 
 
 POSTERIOR_MISTAKES = {
-    "not normalised": lambda ll, lp: ll + lp,
-    "prior is missing": lambda ll, lp: torch.log_softmax(ll, dim=1),
-    "over the examples (dim=0)": lambda ll, lp: torch.log_softmax(ll + lp, dim=0),
-    "not probabilities": lambda ll, lp: torch.softmax(ll + lp, dim=1),
-    "prior was subtracted": lambda ll, lp: torch.log_softmax(ll - lp, dim=1),
-    "logsumexp": lambda ll, lp: torch.log((ll + lp).exp() / (ll + lp).exp().sum(1, keepdim=True)),
-    "shape": lambda ll, lp: torch.log_softmax(ll + lp, dim=1).T,
+    H.POSTERIOR_UNNORMALISED: lambda ll, lp: ll + lp,
+    H.POSTERIOR_NO_PRIOR: lambda ll, lp: torch.log_softmax(ll, dim=1),
+    H.POSTERIOR_DIM0: lambda ll, lp: torch.log_softmax(ll + lp, dim=0),
+    H.POSTERIOR_PROBS: lambda ll, lp: torch.softmax(ll + lp, dim=1),
+    H.POSTERIOR_PRIOR_SUBTRACTED: lambda ll, lp: torch.log_softmax(ll - lp, dim=1),
+    H.POSTERIOR_UNDERFLOW: _log_normalised_by_exp,
+    H.POSTERIOR_TRANSPOSED: lambda ll, lp: torch.log_softmax(ll + lp, dim=1).T,
+    H.POSTERIOR_MAX: lambda ll, lp: (ll + lp) - (ll + lp).max(dim=1, keepdim=True).values,
+    H.POSTERIOR_PRIOR_AS_PROB: lambda ll, lp: torch.log_softmax(ll + lp.exp(), dim=1),
+    H.POSTERIOR_NORMALISED_BEFORE_PRIOR: lambda ll, lp: torch.log_softmax(ll, dim=1) + lp,
+    IN_PLACE.format("log_likelihood"): lambda log_likelihood, log_prior: torch.log_softmax(log_likelihood.add_(log_prior), 1),
 }
 
 
 @pytest.mark.parametrize("hint", POSTERIOR_MISTAKES)
-def test_posterior_check_rejects_mistakes_with_hint(hint, capsys):
-    ok, out = run(check_log_posterior, POSTERIOR_MISTAKES[hint], capsys)
-    assert not ok and hint in out
+def test_posterior_check_names_each_mistake(hint, capsys):
+    fails_with(check_log_posterior, POSTERIOR_MISTAKES[hint], capsys, hint)
 
 
-def _sampler(noise_power=1, with_mean=True, with_low_rank=True, transpose=False, same=False):
+def _sampler(noise_power=1, with_mean=True, with_low_rank=True, transpose=False, same=False, draw=torch.randn,
+             use_generator=True, matmul_untransposed=False):
     def sample(mean, components, noise_std, n, generator=None):
-        z = torch.randn(1 if same else n, components.shape[1], generator=generator).expand(n, -1)
-        eps = torch.randn(1 if same else n, len(mean), generator=generator).expand(n, -1)
+        gen = generator if use_generator else None
+        z = draw(1 if same else n, components.shape[1], generator=gen).expand(n, -1)
+        eps = draw(1 if same else n, len(mean), generator=gen).expand(n, -1)
         x = noise_std ** noise_power * eps
         if with_low_rank:
-            x = x + z @ components.T
+            x = x + (z @ components if matmul_untransposed else z @ components.T)
         if with_mean:
             x = x + mean
         return x.T if transpose else x
@@ -156,19 +171,22 @@ def _sampler(noise_power=1, with_mean=True, with_low_rank=True, transpose=False,
 
 
 SAMPLING_MISTAKES = {
-    "isotropic noise is missing": _sampler(noise_power=float("inf")),  # 0.5**inf == 0: no noise
-    "not noise_std**2": _sampler(noise_power=2),
-    "mean is missing": _sampler(with_mean=False),
-    "low-rank part is missing": _sampler(with_low_rank=False),
-    "one sample per row": _sampler(transpose=True),
-    "every sample is the same": _sampler(same=True),
+    H.SAMPLES_NO_NOISE: _sampler(noise_power=float("inf")),  # 0.6**inf == 0: no noise
+    H.SAMPLES_NOISE_VARIANCE: _sampler(noise_power=2),
+    H.SAMPLES_NOISE_SQRT: _sampler(noise_power=0.5),
+    H.SAMPLES_NO_MEAN: _sampler(with_mean=False),
+    H.SAMPLES_NO_LOW_RANK: _sampler(with_low_rank=False),
+    H.SAMPLES_TRANSPOSED: _sampler(transpose=True),
+    H.SAMPLES_IDENTICAL: _sampler(same=True),
+    H.SAMPLES_UNIFORM: _sampler(draw=torch.rand),
+    H.SAMPLES_GENERATOR: _sampler(use_generator=False),
+    H.SAMPLES_MATMUL: _sampler(matmul_untransposed=True),
 }
 
 
 @pytest.mark.parametrize("hint", SAMPLING_MISTAKES)
-def test_sampling_check_rejects_mistakes_with_hint(hint, capsys):
-    ok, out = run(check_sample_low_rank_gaussian, SAMPLING_MISTAKES[hint], capsys)
-    assert not ok and hint in out
+def test_sampling_check_names_each_mistake(hint, capsys):
+    fails_with(check_sample_low_rank_gaussian, SAMPLING_MISTAKES[hint], capsys, hint)
 
 
 def test_checks_raise_only_on_misuse():

@@ -111,14 +111,20 @@ def _noise_stats(noise: torch.Tensor) -> dict:
 @exercise_check
 def check_add_noise(c, fn):
     torch.manual_seed(0)
-    # 1) mid-grey images: the clipping almost never acts at 0.1, so the noise statistics show through
+    # 1) real-looking images: the result follows the image
+    x = torch.rand(8, 1, 28, 28)
+    out = c.tensor(c.shape(c.call(fn, x, 0.1), tuple(x.shape), NOISE_SHAPE)).detach().double()
+    c.true(torch.corrcoef(torch.stack([out.flatten(), x.double().flatten()]))[0, 1] > 0.5, NOISE_IMAGE_MISSING)
+    # 2) mid-grey images: the clipping almost never acts at 0.1, so the noise statistics show through
     x = torch.full((64, 1, 28, 28), 0.5)
     out = c.finite(c.shape(c.call(fn, x, 0.1), tuple(x.shape), NOISE_SHAPE))
     diff = out.detach().double() - 0.5
-    std, mean = diff.std().item(), diff.mean().item()
-    if std < 1e-6:
-        c.fail(NOISE_NONE)
-    stats = torch.tensor([mean, std])
+    c.true(diff.std() > 1e-6, NOISE_NONE)
+    noise = _noise_stats(diff)
+    c.true(noise["within"] > 0.5 * diff.std().item(), NOISE_PER_IMAGE)
+    c.true(noise["across"] > 1e-6, NOISE_SHARED_BATCH)
+    c.true(abs(noise["neighbours"]) < 0.05, NOISE_CORRELATED)
+    stats = torch.tensor([diff.mean().item(), diff.std().item()])
     reference = ref.add_noise(x, 0.1).double() - 0.5
     c.close(stats, torch.tensor([reference.mean().item(), reference.std().item()]), atol=0.004, rtol=0.04, mistakes={
         NOISE_VARIANCE: torch.tensor([0.0, 0.01]),
@@ -128,11 +134,7 @@ def check_add_noise(c, fn):
         NOISE_MULTIPLIED: torch.tensor([0.0, 0.05]),
         NOISE_SHIFTED: lambda st: abs(st[0]) > 0.02,
     }, hint=NOISE_HINT)
-    noise = _noise_stats(diff)
-    c.true(noise["within"] > 0.05, NOISE_PER_IMAGE)
-    c.true(noise["across"] > 1e-6, NOISE_SHARED_BATCH)
-    c.true(abs(noise["neighbours"]) < 0.05, NOISE_CORRELATED)
-    # 2) black and white pixels with strong noise: the result must stay a valid image
+    # 3) black and white pixels with strong noise: the result must stay a valid image
     x = torch.zeros(64, 1, 28, 28)
     x[:, :, 7:21, 7:21] = 1.0
     out = c.tensor(c.call(fn, x, 0.5)).detach()
@@ -140,10 +142,8 @@ def check_add_noise(c, fn):
     black = out[:, :, :7].double()
     c.true(black.max() > 0, NOISE_BLACK_STAYS)
     c.true(black.mean() <= 0.3, NOISE_BLACK_GREY)
-    # 3) real-looking images: the result follows the image; no noise means no change; fresh noise each call
+    # 4) no noise means no change; fresh noise each call
     x = torch.rand(8, 1, 28, 28)
-    out = c.tensor(c.call(fn, x, 0.1)).detach().double()
-    c.true(torch.corrcoef(torch.stack([out.flatten(), x.double().flatten()]))[0, 1] > 0.5, NOISE_IMAGE_MISSING)
     c.close(c.call(fn, x, 0.0), x, hint=NOISE_LEVEL_ZERO)
     a, b = c.tensor(c.call(fn, x, 0.3)), c.tensor(c.call(fn, x, 0.3))
     c.true(not torch.equal(a, b), NOISE_FIXED_SEED)

@@ -35,6 +35,8 @@ PASS, FAIL = "\u2705", "\u274c"
 LOG_ENV = "GENAI_CHECK_LOG"
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 NOT_IMPLEMENTED = "not implemented yet: replace `raise NotImplementedError()` with your code."
+IN_PLACE = ("your function changed its input `{}` in place, so the caller's tensor is no longer what it passed in: "
+            "leave the inputs as they are and build new tensors for the result.")
 
 
 class Failure(Exception):
@@ -90,8 +92,7 @@ class Check:
             self.fail(message)
         for name, tensor, before in snapshots:
             if tensor.shape != before.shape or not torch.equal(tensor.detach(), before):
-                self.fail(f"your function changed its input `{name}` in place, so the caller's tensor is no longer "
-                          f"what it passed in: leave the inputs as they are and build new tensors for the result.")
+                self.fail(IN_PLACE.format(name))
         return out
 
     def tensor(self, out, what: str = "the result") -> torch.Tensor:
