@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import utils
-from checking import fails_with, passes
+from checking import fails_with, in_float64, passes
 from utils import autoencoders as ae
 from utils import vae
+from utils.checks import vae as H
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
 from utils.checks.vae import elbo_cases, kl_cases, kl_mistakes
 
 
@@ -102,98 +104,37 @@ def test_active_dims():
     assert vae.active_dims(torch.tensor([0.1, 3.0, 0.0, 2.0]), 2) == [1, 3]
 
 
-# --------------------------------------------------------------------------- checks: reparameterize
+# --------------------------------------------------------------------------- checks accept correct answers
 
-def test_check_reparameterize_accepts_correct_variants(capsys):
-    passes(utils.checks.check_reparameterize, vae.reparameterize, capsys)
-    passes(utils.checks.check_reparameterize,
-           lambda mu, logvar: mu + torch.randn_like(mu) * torch.exp(logvar).sqrt(), capsys)
-    passes(utils.checks.check_reparameterize,
-           lambda mu, logvar: torch.distributions.Normal(mu, (logvar / 2).exp()).rsample(), capsys)
+def _kl_via_distributions(mu, logvar):
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    return torch.distributions.kl_divergence(q, p).sum(dim=1)
 
 
-@pytest.mark.parametrize("fn, hint", [
-    (lambda mu, logvar: mu + logvar * torch.randn_like(mu), "logvar as the standard deviation"),
-    (lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu), "forgot the 0.5"),
-    (lambda mu, logvar: mu, "returned mu with no noise"),
-    (lambda mu, logvar: mu + (0.5 * logvar).exp().sqrt() * torch.randn_like(mu), "square root twice"),
-    (lambda mu, logvar: mu + (0.5 * logvar).exp() * torch.rand_like(mu), "torch.rand is uniform"),
-    (lambda mu, logvar: (0.5 * logvar).exp() * torch.randn_like(mu), "not centred on mu"),
-    (lambda mu, logvar: torch.distributions.Normal(mu, (0.5 * logvar).exp()).sample(), "no gradient flows"),
-    (lambda mu, logvar: mu + (0.5 * logvar.detach()).exp() * torch.randn_like(mu), "no gradient reaches logvar"),
-    (lambda mu, logvar: mu[:, :2], "same shape as mu"),
+def _elbo_via_probabilities(logits, x, mu, logvar, beta=1.0):
+    rec = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum")
+    return (rec + beta * vae.kl_divergence(mu, logvar).sum()) / x.shape[0]
+
+
+@pytest.mark.parametrize("check, fn", [
+    (utils.checks.check_reparameterize, vae.reparameterize),
+    (utils.checks.check_reparameterize, lambda mu, logvar: mu + torch.randn_like(mu) * torch.exp(logvar).sqrt()),
+    (utils.checks.check_reparameterize,
+     lambda mu, logvar: torch.distributions.Normal(mu, (logvar / 2).exp()).rsample()),
+    (utils.checks.check_reparameterize, in_float64(vae.reparameterize)),
+    (utils.checks.check_kl_divergence, vae.kl_divergence),
+    (utils.checks.check_kl_divergence,
+     lambda mu, logvar: 0.5 * torch.sum(mu ** 2 + torch.exp(logvar) - logvar - 1, dim=-1)),
+    (utils.checks.check_kl_divergence, _kl_via_distributions),
+    (utils.checks.check_kl_divergence, in_float64(vae.kl_divergence)),
+    (utils.checks.check_elbo_loss, vae.elbo_loss),
+    (utils.checks.check_elbo_loss, _elbo_via_probabilities),
+    (utils.checks.check_elbo_loss, lambda logits, x, mu, logvar, beta=1.0:
+     vae.elbo_loss(logits.double(), x.double(), mu.double(), logvar.double(), beta)),
 ])
-def test_check_reparameterize_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_reparameterize, fn, capsys, hint)
-
-
-# --------------------------------------------------------------------------- checks: KL divergence
-
-def test_check_kl_divergence_accepts_correct_variants(capsys):
-    passes(utils.checks.check_kl_divergence, vae.kl_divergence, capsys)
-    passes(utils.checks.check_kl_divergence,
-           lambda mu, logvar: 0.5 * torch.sum(mu ** 2 + torch.exp(logvar) - logvar - 1, dim=-1), capsys)
-
-    def via_distributions(mu, logvar):
-        q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
-        p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
-        return torch.distributions.kl_divergence(q, p).sum(dim=1)
-
-    passes(utils.checks.check_kl_divergence, via_distributions, capsys)
-
-
-@pytest.mark.parametrize("fn, hint", [
-    (lambda mu, lv: 0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1), "sign is wrong"),
-    (lambda mu, lv: -(1 + lv - mu ** 2 - lv.exp()).sum(1), "forgot the 0.5"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - (0.5 * lv).exp()).sum(1), "needs the variance exp(logvar)"),
-    (lambda mu, lv: -0.5 * (1 + (0.5 * lv).exp() - mu ** 2 - lv.exp()).sum(1), "needs the log-variance"),
-    (lambda mu, lv: -0.5 * (1 + torch.log(lv ** 2) - mu ** 2 - lv ** 2).sum(1), "logvar as the standard deviation"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1), "mean over the latent dimensions"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(), "one number for the whole batch"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(), "one number for the whole batch"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(0), "summed over the batch"),
-    (lambda mu, lv: -0.5 * (1 + lv - mu - lv.exp()).sum(1), "mu must be squared"),
-])
-def test_check_kl_divergence_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_kl_divergence, fn, capsys, hint)
-
-
-# --------------------------------------------------------------------------- checks: ELBO loss
-
-def _bce(logits, x):
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-
-
-def test_check_elbo_loss_accepts_correct_variants(capsys):
-    passes(utils.checks.check_elbo_loss, vae.elbo_loss, capsys)
-
-    def via_probabilities(logits, x, mu, logvar, beta=1.0):
-        rec = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum")
-        return (rec + beta * vae.kl_divergence(mu, logvar).sum()) / x.shape[0]
-
-    passes(utils.checks.check_elbo_loss, via_probabilities, capsys)
-
-
-@pytest.mark.parametrize("fn, hint", [
-    (lambda l, x, mu, lv, beta=1.0: F.binary_cross_entropy_with_logits(l, x) + beta * vae.kl_divergence(mu, lv).mean(),
-     "averaged over pixels"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).sum(), "summed over the batch"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + vae.kl_divergence(mu, lv)).mean(), "beta is missing"),
-    (lambda l, x, mu, lv, beta=1.0: (beta * _bce(l, x) + vae.kl_divergence(mu, lv)).mean(), "beta multiplies the reconstruction"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) - beta * vae.kl_divergence(mu, lv)).mean(), "wrong sign"),
-    (lambda l, x, mu, lv, beta=1.0: _bce(l, x).mean(), "KL term is missing"),
-    (lambda l, x, mu, lv, beta=1.0: ((torch.sigmoid(l) - x).pow(2).flatten(1).sum(1)
-                                     + beta * vae.kl_divergence(mu, lv)).mean(), "squared error"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(torch.sigmoid(l), x) + beta * vae.kl_divergence(mu, lv)).mean(), "sigmoid twice"),
-    (lambda l, x, mu, lv, beta=1.0: _bce(l, x) + beta * vae.kl_divergence(mu, lv), "one loss per example"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + beta * 0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1)).mean(),
-     "wrong sign"),
-    (lambda l, x, mu, lv, beta=1.0: (_bce(l, x) - beta * 0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1)).mean(),
-     "the KL part is off (you took the mean over the latent dimensions"),
-    (lambda l, x, mu, lv, beta: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).mean(), "default value of 1.0"),
-])
-def test_check_elbo_loss_rejects_mistakes(fn, hint, capsys):
-    fails_with(utils.checks.check_elbo_loss, fn, capsys, hint)
+def test_checks_accept_correct_answers_in_float32_and_float64(check, fn, capsys):
+    passes(check, fn, capsys)
 
 
 def test_checks_report_not_implemented(capsys):
@@ -202,4 +143,92 @@ def test_checks_report_not_implemented(capsys):
 
     for check in (utils.checks.check_reparameterize, utils.checks.check_kl_divergence,
                   utils.checks.check_elbo_loss):
-        fails_with(check, stub, capsys, "not implemented yet")
+        fails_with(check, stub, capsys, NOT_IMPLEMENTED)
+
+
+# --------------------------------------------------------------------------- checks name typical mistakes
+
+def _sigma(logvar):
+    return (0.5 * logvar).exp()
+
+
+Z_MISTAKES = {
+    H.Z_LOGVAR_AS_STD: lambda mu, logvar: mu + logvar * torch.randn_like(mu),
+    H.Z_VAR_AS_STD: lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu),
+    H.Z_NO_NOISE: lambda mu, logvar: mu,
+    H.Z_SQRT_TWICE: lambda mu, logvar: mu + _sigma(logvar).sqrt() * torch.randn_like(mu),
+    H.Z_UNIFORM: lambda mu, logvar: mu + _sigma(logvar) * torch.rand_like(mu),
+    H.Z_NOT_CENTRED: lambda mu, logvar: _sigma(logvar) * torch.randn_like(mu),
+    H.Z_NO_GRAD: lambda mu, logvar: torch.distributions.Normal(mu, _sigma(logvar)).sample(),
+    H.Z_NO_GRAD + " ": lambda mu, logvar: (mu + _sigma(logvar) * torch.randn_like(mu)).detach(),
+    H.Z_GRAD_LOGVAR: lambda mu, logvar: mu + _sigma(logvar.detach()) * torch.randn_like(mu),
+    H.Z_GRAD_MU: lambda mu, logvar: mu.detach() + _sigma(logvar) * torch.randn_like(mu),
+    H.Z_SHAPE: lambda mu, logvar: mu[:, :2],
+    H.Z_SAME_FOR_BATCH: lambda mu, logvar: mu + _sigma(logvar) * torch.randn(mu.shape[1]),
+    H.Z_SHARED_DIMS: lambda mu, logvar: mu + _sigma(logvar) * torch.randn(mu.shape[0], 1),
+    IN_PLACE.format("mu"): lambda mu, logvar: mu.data.add_(_sigma(logvar) * torch.randn_like(mu)),
+}
+
+
+@pytest.mark.parametrize("hint", Z_MISTAKES)
+def test_check_reparameterize_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_reparameterize, Z_MISTAKES[hint], capsys, hint.strip())
+
+
+KL_MISTAKES = {
+    H.KL_SIGN: lambda mu, lv: 0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1),
+    H.KL_HALF: lambda mu, lv: -(1 + lv - mu ** 2 - lv.exp()).sum(1),
+    H.KL_STD_FOR_VAR: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - (0.5 * lv).exp()).sum(1),
+    H.KL_STD_FOR_LOGVAR: lambda mu, lv: -0.5 * (1 + (0.5 * lv).exp() - mu ** 2 - lv.exp()).sum(1),
+    H.KL_LOGVAR_AS_STD: lambda mu, lv: -0.5 * (1 + torch.log(lv ** 2) - mu ** 2 - lv ** 2).sum(1),
+    H.KL_MEAN_OVER_DIMS: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1),
+    H.KL_SCALAR: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(),
+    H.KL_SCALAR + " ": lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(),
+    H.KL_OVER_BATCH: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(0),
+    H.KL_KEEPDIM: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1, keepdim=True),
+    H.KL_MU_NOT_SQUARED: lambda mu, lv: -0.5 * (1 + lv - mu - lv.exp()).sum(1),
+    H.KL_LOGVAR_FOR_VAR: lambda mu, lv: -0.5 * (1 + lv - mu ** 2 - lv).sum(1),
+    H.KL_NO_ONE: lambda mu, lv: -0.5 * (lv - mu ** 2 - lv.exp()).sum(1),
+    IN_PLACE.format("mu"): lambda mu, logvar: -0.5 * (1 + logvar - mu.pow_(2) - logvar.exp()).sum(1),
+}
+
+
+@pytest.mark.parametrize("hint", KL_MISTAKES)
+def test_check_kl_divergence_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_kl_divergence, KL_MISTAKES[hint], capsys, hint.strip())
+
+
+def _bce(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+ELBO_MISTAKES = {
+    H.ELBO_PIXEL_MEAN: lambda l, x, mu, lv, beta=1.0:
+        F.binary_cross_entropy_with_logits(l, x) + beta * vae.kl_divergence(mu, lv).mean(),
+    H.ELBO_BATCH_SUM: lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).sum(),
+    H.ELBO_NO_BETA: lambda l, x, mu, lv, beta=1.0: (_bce(l, x) + vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_BETA_ON_RECON: lambda l, x, mu, lv, beta=1.0: (beta * _bce(l, x) + vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_KL_SIGN: lambda l, x, mu, lv, beta=1.0: (_bce(l, x) - beta * vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_NO_KL: lambda l, x, mu, lv, beta=1.0: _bce(l, x).mean(),
+    H.ELBO_MSE: lambda l, x, mu, lv, beta=1.0:
+        ((torch.sigmoid(l) - x).pow(2).flatten(1).sum(1) + beta * vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_SIGMOID_TWICE: lambda l, x, mu, lv, beta=1.0:
+        (_bce(torch.sigmoid(l), x) + beta * vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_ARGS_SWAPPED: lambda l, x, mu, lv, beta=1.0: (_bce(x, l) + beta * vae.kl_divergence(mu, lv)).mean(),
+    H.ELBO_PER_EXAMPLE: lambda l, x, mu, lv, beta=1.0: _bce(l, x) + beta * vae.kl_divergence(mu, lv),
+    H.ELBO_NO_GRAD: lambda l, x, mu, lv, beta=1.0: vae.elbo_loss(l, x, mu, lv, beta).item(),
+    H.ELBO_HARD_CODED_PIXELS: lambda l, x, mu, lv, beta=1.0:
+        (F.binary_cross_entropy_with_logits(l, x, reduction="none").view(-1, 784).sum(1)
+         + beta * vae.kl_divergence(mu, lv)).mean(),
+    f"{H.ELBO_KL_PREFIX} ({H.KL_MEAN_OVER_DIMS}": lambda l, x, mu, lv, beta=1.0:
+        (_bce(l, x) - beta * 0.5 * (1 + lv - mu ** 2 - lv.exp()).mean(1)).mean(),
+    f"{H.ELBO_KL_PREFIX} ({H.KL_STD_FOR_VAR}": lambda l, x, mu, lv, beta=1.0:
+        (_bce(l, x) - beta * 0.5 * (1 + lv - mu ** 2 - (0.5 * lv).exp()).sum(1)).mean(),
+    H.ELBO_DEFAULT_BETA: lambda l, x, mu, lv, beta: (_bce(l, x) + beta * vae.kl_divergence(mu, lv)).mean(),
+    IN_PLACE.format("x"): lambda l, x, mu, lv, beta=1.0: vae.elbo_loss(l, x.clamp_(0.1, 0.9), mu, lv, beta),
+}
+
+
+@pytest.mark.parametrize("hint", ELBO_MISTAKES)
+def test_check_elbo_loss_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_elbo_loss, ELBO_MISTAKES[hint], capsys, hint)
