@@ -11,7 +11,9 @@ from torch.nn import functional as F
 
 import utils
 from utils import gpt
+from checking import fails_with, in_float64, passes
 from utils.checks import gpt as T_
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
 
 SHAKESPEARE = Path(os.environ.get("GENAI_SHAKESPEARE", Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
@@ -258,18 +260,28 @@ def probs_sorted(logits, temperature=1.0, top_k=None):  # correct: sort-based to
     return F.softmax(logits / temperature, dim=-1)
 
 
+def attention_mT(q, k, v, mask=None):  # correct: .mT transposes the last two dimensions of batched keys
+    scores = q @ k.mT / math.sqrt(k.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, float("-inf"))
+    weights = F.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
 @pytest.mark.parametrize("check,fn", [
     (T_.check_attention, gpt.attention), (T_.check_attention, attention_loop),
-    (T_.check_attention, attention_renormalised),
+    (T_.check_attention, attention_renormalised), (T_.check_attention, attention_mT),
+    (T_.check_attention, in_float64(gpt.attention)),
     (T_.check_causal_mask, gpt.causal_mask),
     (T_.check_causal_mask, lambda T: torch.ones(T, T).tril().bool()),
     (T_.check_causal_mask, lambda T: torch.arange(T)[:, None] >= torch.arange(T)[None, :]),
     (T_.check_next_token_probs, gpt.next_token_probs), (T_.check_next_token_probs, probs_power),
-    (T_.check_next_token_probs, probs_sorted),
+    (T_.check_next_token_probs, probs_sorted), (T_.check_next_token_probs, in_float64(gpt.next_token_probs)),
+    (T_.check_next_token_probs, lambda logits, temperature=1.0, top_k=None:
+     gpt.next_token_probs(logits.double(), temperature, top_k)),
 ])
-def test_checks_accept_correct_answers(check, fn, capsys):
-    assert check(fn)
-    assert "correct" in capsys.readouterr().out
+def test_checks_accept_correct_answers_in_float32_and_float64(check, fn, capsys):
+    passes(check, fn, capsys)
 
 
 def test_checks_are_exported():
@@ -280,9 +292,9 @@ def test_checks_are_exported():
 
 # ------------------------------------------------------------------ ... and reject the typical mistakes, with the right hint
 
-def _attn(scale=None, axis=-1, mode="before", fill=float("-inf")):
+def _attn(scale=None, axis=-1, mode="before", fill=float("-inf"), transpose=lambda k: k.transpose(-2, -1)):
     def fn(q, k, v, mask=None):
-        s = q @ k.transpose(-2, -1) / (math.sqrt(q.size(-1)) if scale is None else scale(q.size(-1)))
+        s = q @ transpose(k) / (math.sqrt(q.size(-1)) if scale is None else scale(q, k, v))
         if mask is not None and mode == "before":
             s = s.masked_fill(~mask, fill)
         if mask is not None and mode == "inverted":
@@ -292,7 +304,7 @@ def _attn(scale=None, axis=-1, mode="before", fill=float("-inf")):
             w = w.masked_fill(~mask, 0.0)
         if mask is not None and mode == "after_inf":
             w = w.masked_fill(~mask, fill)
-        return w @ v, w
+        return (w, w @ v) if mode == "swapped" else (w @ v, w)
     return fn
 
 
@@ -304,22 +316,40 @@ def _raises(q, k, v, mask=None):
     raise NotImplementedError()
 
 
+def _scores_in_place(q, k, v, mask=None):
+    q /= math.sqrt(q.size(-1))                     # scales the caller's queries too
+    return gpt.attention(q * math.sqrt(q.size(-1)), k, v, mask)
+
+
+def _k_transpose_1_2(q, k, v, mask=None):          # right for 3-D keys, wrong for (B, heads, T, d)
+    return _attn(transpose=lambda k: k.transpose(1, 2))(q, k, v, mask)
+
+
 @pytest.mark.parametrize("fn,hint", [
-    (_attn(scale=lambda d: 1.0), T_.NO_SCALE),
-    (_attn(scale=lambda d: float(d)), T_.SCALE_BY_DK),
+    (_attn(scale=lambda q, k, v: 1.0), T_.NO_SCALE),
+    (_attn(scale=lambda q, k, v: float(q.size(-1))), T_.SCALE_BY_DK),
+    (_attn(scale=lambda q, k, v: math.sqrt(v.size(-1))), T_.SCALE_BY_DV),
+    (_attn(scale=lambda q, k, v: math.sqrt(q.size(-2))), T_.SCALE_BY_T),
     (_attn(axis=-2), T_.WRONG_AXIS),
     (_attn(mode="after_zero"), T_.MASK_AFTER),
     (_attn(mode="after_inf"), T_.MASK_AFTER_INF),
     (_attn(mode="after_inf", fill=-1e9), T_.MASK_AFTER_INF),
     (_attn(mode="ignored"), T_.MASK_IGNORED),
     (_attn(mode="inverted"), T_.MASK_INVERTED),
+    (_attn(mode="swapped"), T_.SWAPPED_PAIR),
+    (_attn(transpose=lambda k: k.T), T_.K_DOT_T),
+    (_k_transpose_1_2, T_.K_TRANSPOSE_1_2),
     (_out_only, T_.NOT_A_PAIR),
-    (_raises, "not implemented"),
+    (_scores_in_place, IN_PLACE.format("q")),
+    (_raises, NOT_IMPLEMENTED),
 ])
-def test_check_attention_rejects(fn, hint, capsys):
-    assert not T_.check_attention(fn)
-    out = capsys.readouterr().out
-    assert hint in out, out
+def test_check_attention_names_each_mistake(fn, hint, capsys):
+    fails_with(T_.check_attention, fn, capsys, hint)
+
+
+def test_k_dot_T_is_named_every_time(capsys):  # PyTorch warns about .T on 3-D tensors only once per process
+    for _ in range(2):
+        fails_with(T_.check_attention, _attn(transpose=lambda k: k.T), capsys, T_.K_DOT_T)
 
 
 @pytest.mark.parametrize("fn,hint", [
@@ -329,22 +359,25 @@ def test_check_attention_rejects(fn, hint, capsys):
     (lambda T: torch.ones(T, T, dtype=torch.bool).triu(1), T_.BLOCKED_CONVENTION),
     (lambda T: torch.ones(T, T, dtype=torch.bool), T_.FUTURE_ANY),
     (lambda T: torch.ones(T, T, dtype=torch.bool).tril(2), T_.FUTURE_ANY),
+    (lambda T: torch.eye(T, dtype=torch.bool), T_.PAST_HIDDEN),
     (lambda T: torch.ones(T, T).tril(), T_.NOT_BOOL),
+    (lambda T: torch.ones(T, T, dtype=torch.long).tril(), T_.NOT_BOOL),
+    (lambda T: torch.ones(T + 1, T + 1, dtype=torch.bool).tril(), T_.MASK_SHAPE),
     (lambda T: None, "None"),
 ])
-def test_check_causal_mask_rejects(fn, hint, capsys):
-    assert not T_.check_causal_mask(fn)
-    out = capsys.readouterr().out
-    assert hint in out, out
+def test_check_causal_mask_names_each_mistake(fn, hint, capsys):
+    fails_with(T_.check_causal_mask, fn, capsys, hint)
 
 
-def _probs(temp_mode="before", topk_mode="largest"):
+def _probs(temp_mode="before", topk_mode="largest", in_place=False, zero_is_off=True):
     def fn(logits, temperature=1.0, top_k=None):
-        if temp_mode == "before":
+        if in_place:
+            logits /= temperature
+        elif temp_mode == "before":
             logits = logits / temperature
         if temp_mode == "multiplied":
             logits = logits * temperature
-        if top_k:
+        if (top_k if zero_is_off else top_k is not None):
             if topk_mode == "largest":
                 keep = logits.topk(top_k).indices
             elif topk_mode == "smallest":
@@ -355,7 +388,12 @@ def _probs(temp_mode="before", topk_mode="largest"):
                 keep = logits.topk(min(top_k + 1, logits.size(-1))).indices
             elif topk_mode in ("zero", "no_renorm"):
                 keep = logits.topk(top_k).indices
-            blocked = ~torch.zeros_like(logits, dtype=torch.bool).scatter(-1, keep, True)
+            if topk_mode == "batch_min":      # the smallest k-th value of any row, used for every row
+                blocked = logits < logits.topk(top_k).values[:, -1].min()
+            elif topk_mode == "flattened":    # the k largest logits of the whole batch
+                blocked = logits < logits.flatten().topk(top_k).values[-1]
+            else:
+                blocked = ~torch.zeros_like(logits, dtype=torch.bool).scatter(-1, keep, True)
             if topk_mode == "zero":
                 logits = logits.masked_fill(blocked, 0.0)
             elif topk_mode != "no_renorm":
@@ -381,13 +419,15 @@ def _probs(temp_mode="before", topk_mode="largest"):
     (_probs(topk_mode="plus_one"), T_.TOPK_OFF_BY_ONE),
     (_probs(topk_mode="zero"), T_.TOPK_ZERO),
     (_probs(topk_mode="no_renorm"), T_.TOPK_NO_RENORM),
+    (_probs(topk_mode="batch_min"), T_.TOPK_PER_BATCH),
+    (_probs(topk_mode="flattened"), T_.TOPK_PER_BATCH),
+    (_probs(zero_is_off=False), T_.TOPK_OFF),
+    (_probs(in_place=True), IN_PLACE.format("logits")),
     (lambda logits, temperature=1.0, top_k=None: logits / temperature, T_.PROBS_NOT_ONE),
     (lambda logits, temperature=1.0, top_k=None: (logits / temperature).softmax(dim=0), T_.PROBS_WRONG_AXIS),
 ])
-def test_check_next_token_probs_rejects(fn, hint, capsys):
-    assert not T_.check_next_token_probs(fn)
-    out = capsys.readouterr().out
-    assert hint in out, out
+def test_check_next_token_probs_names_each_mistake(fn, hint, capsys):
+    fails_with(T_.check_next_token_probs, fn, capsys, hint)
 
 
 def test_checks_refuse_a_non_function():

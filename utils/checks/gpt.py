@@ -93,8 +93,8 @@ def _error_of(compute) -> str | None:
 
 def _transpose_hints(q, k) -> dict:
     hints = {}
-    for message, hint in ((_error_of(lambda: q @ k.T), K_DOT_T),
-                          (_error_of(lambda: q @ k.transpose(1, 2)), K_TRANSPOSE_1_2)):
+    for message, hint in ((_error_of(lambda: q @ k.transpose(1, 2)), K_TRANSPOSE_1_2),  # right for 3-D keys
+                          (_error_of(lambda: q @ k.T), K_DOT_T)):
         if message and message not in hints:
             hints[message] = hint
     return hints
@@ -155,6 +155,10 @@ def check_attention(c, fn):
             c.fail(SWAPPED_PAIR)
         wrong = _attention_mistakes(q, k, v, mask)
         if weights.is_floating_point() and torch.isnan(weights).any():
+            inverted = wrong[MASK_INVERTED][1].double() if mask is not None else None
+            if inverted is not None and weights.shape == inverted.shape and \
+                    torch.allclose(weights.detach().double(), inverted, atol=1e-4, equal_nan=True):
+                c.fail(MASK_INVERTED)
             c.fail(NAN_WEIGHTS)
         if weights.is_floating_point() and (weights < -1e-6).any():
             c.fail(MASK_AFTER_INF)
@@ -208,10 +212,9 @@ def _probs_mistakes(logits, temperature, top_k):
         wrong[TOPK_NO_RENORM] = scaled.softmax(-1).masked_fill(scaled < kth, 0.0)
         off = [_next_token_probs(logits, temperature, k) for k in (top_k - 1, top_k + 1) if 0 < k <= V]
         wrong[TOPK_OFF_BY_ONE] = lambda out: any(torch.allclose(out, o, atol=1e-4) for o in off)
-        for batch_kth in (kth.min(), torch.topk(scaled.flatten(), top_k).values[-1]):  # one threshold for all rows
-            wrong[TOPK_PER_BATCH] = scaled.masked_fill(scaled < batch_kth, float("-inf")).softmax(-1)
-            if not torch.allclose(wrong[TOPK_PER_BATCH], _next_token_probs(logits, temperature, top_k)):
-                break
+        batch_wide = [scaled.masked_fill(scaled < kth_all, float("-inf")).softmax(-1)  # one threshold for all rows
+                      for kth_all in (kth.min(), torch.topk(scaled.flatten(), top_k).values[-1])]
+        wrong[TOPK_PER_BATCH] = lambda out: any(torch.allclose(out, b, atol=1e-4, equal_nan=True) for b in batch_wide)
     kept = logits / temperature
     if top_k:
         kept = kept.masked_fill(kept < torch.topk(kept, top_k).values[:, -1:], float("-inf"))
@@ -224,7 +227,8 @@ def _probs_mistakes(logits, temperature, top_k):
 def check_next_token_probs(c, fn):
     logits = torch.tensor([[0.1, -1.2, 2.3, 0.7, -0.4, 1.5, -2.0, 0.9],
                            [1.1, 0.3, -0.5, 2.2, 0.0, -1.7, 1.9, -0.8],
-                           [-0.6, 2.8, 0.4, -1.1, 1.3, 0.2, -2.4, 0.8]])
+                           [-0.6, 2.8, 0.4, -1.1, 1.3, 0.2, -2.4, 0.8],
+                           [-3.0, -2.5, -4.0, -2.8, -3.5, -2.2, -5.0, -3.1]])  # a row with its own, low threshold
     V = logits.size(-1)
     for temperature, top_k in [(1.0, None), (0.5, None), (2.0, None), (1.0, 3), (0.7, 4), (1.5, V), (1.0, 1)]:
         out = c.call(fn, logits, temperature, top_k)
