@@ -91,3 +91,36 @@ def test_checks_write_structured_records_for_graders(tmp_path, monkeypatch, caps
     assert all(r["exercise"] == "kl_divergence" and r["lesson"] == "vae" for r in records)
     assert records[0]["message"] == "" and records[2]["message"] == NOT_IMPLEMENTED
     assert "0.5" in records[1]["message"] and "ZeroDivisionError" in records[3]["message"]
+
+
+def test_every_check_accepts_its_reference_in_float32_and_float64(capsys):
+    from checking import in_float64, passes
+    for check in utils.checks.CHECKS.values():
+        passes(check, check.reference(), capsys)
+        passes(check, in_float64(check.reference()), capsys)
+
+
+def test_every_check_runs_in_under_a_second_on_the_reference(capsys):
+    import time
+    for check in utils.checks.CHECKS.values():
+        start = time.perf_counter()
+        check(check.reference())
+        seconds = time.perf_counter() - start
+        assert seconds < 1.0, f"{check.exercise} took {seconds:.2f} s"
+    capsys.readouterr()
+
+
+def test_a_check_restores_the_thread_count_and_the_random_state():
+    threads, state = torch.get_num_threads(), torch.random.get_rng_state()
+    utils.checks.check_reparameterize(utils.vae.reparameterize)
+    assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_mistake_predicate_that_cannot_judge_an_answer_does_not_raise(capsys):
+    @_demo_check
+    def check_demo(c, fn):
+        c.close(c.call(fn), torch.ones(3), mistakes={"HINT-NEVER": lambda out: 1 / 0})
+
+    assert not check_demo(lambda: torch.zeros(3, dtype=torch.float64))
+    out = capsys.readouterr().out
+    assert "values are off" in out and "HINT-NEVER" not in out
