@@ -12,7 +12,7 @@ import utils
 from checking import fails_with, in_float64, passes
 from utils import autoencoders as ae
 from utils.checks import autoencoders as H
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ LOSS_MISTAKES = {
     H.LOSS_HARD_CODED_PIXELS: lambda x_hat, x: F.mse_loss(x_hat, x) * 784,
     H.LOSS_HARD_CODED_PIXELS + " ": lambda x_hat, x: (x_hat - x).pow(2).view(-1, 784).sum(1).mean(),
     IN_PLACE.format("x_hat"): lambda x_hat, x: x_hat.data.sub_(x).pow(2).flatten(1).sum(1).mean(),
-    "forget a `return`": lambda x_hat, x: None,
+    NO_RETURN: lambda x_hat, x: None,
 }
 
 

@@ -9,7 +9,7 @@ import utils
 from utils import diffusion as D
 from checking import fails_with, in_float64, passes
 from utils.checks import diffusion as CD
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, VALUES_OFF
 
 
 # --------------------------------------------------------------------------- schedules
@@ -209,7 +209,7 @@ def _q_wrong(kind):
     ("broadcast", CD.BROADCAST_HINT),
     ("own_noise", CD.Q_OWN_NOISE),
     ("in_place", IN_PLACE.format("noise")),
-    ("random", "values are off"),
+    ("random", VALUES_OFF),
 ])
 def test_q_sample_mistakes_are_named(kind, hint, capsys):
     fails_with(utils.checks.check_q_sample, _q_wrong(kind), capsys, hint)

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from checking import fails_with, in_float64, passes
 from utils import checks, gan
 from utils.checks import gan as H
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN
 
 bce = F.binary_cross_entropy_with_logits
 
@@ -70,7 +70,7 @@ D_MISTAKES = {
     H.NOT_SCALAR: lambda r, f: bce(r, torch.ones_like(r), reduction="none") + bce(f, torch.zeros_like(f), reduction="none"),
     H.D_SEPARATELY: d_loss_concatenated,
     IN_PLACE.format("fake_logits"): lambda real_logits, fake_logits: gan.d_loss(real_logits, fake_logits.data.neg_()),
-    "forget a `return`": lambda r, f: None,
+    NO_RETURN: lambda r, f: None,
 }
 
 

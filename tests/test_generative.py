@@ -9,7 +9,7 @@ from utils import generative as g
 from checking import fails_with, in_float64, passes
 from utils.checks import check_gaussian_log_density, check_log_posterior, check_sample_low_rank_gaussian
 from utils.checks import generative as H
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN, RAISED
 
 
 # --------------------------------------------------------------------------- references
@@ -120,8 +120,8 @@ DENSITY_MISTAKES = {
     H.DENSITY_LOG_STD: lambda x, m, v: -0.5 * (torch.log(2 * math.pi * v.sqrt()) + (x - m) ** 2 / v).sum(-1),
     IN_PLACE.format("x"): _density_in_place,
     NOT_IMPLEMENTED: lambda x, m, v: (_ for _ in ()).throw(NotImplementedError()),
-    "raised RuntimeError: boom": lambda x, m, v: (_ for _ in ()).throw(RuntimeError("boom")),
-    "forget a `return`": lambda x, m, v: None,
+    f"{RAISED} RuntimeError: boom": lambda x, m, v: (_ for _ in ()).throw(RuntimeError("boom")),
+    NO_RETURN: lambda x, m, v: None,
 }
 
 

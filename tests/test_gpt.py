@@ -13,7 +13,7 @@ import utils
 from utils import gpt
 from checking import fails_with, in_float64, passes
 from utils.checks import gpt as T_
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN
 
 SHAKESPEARE = Path(os.environ.get("GENAI_SHAKESPEARE", Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"))
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 20
@@ -363,7 +363,7 @@ def test_k_dot_T_is_named_every_time(capsys):  # PyTorch warns about .T on 3-D t
     (lambda T: torch.ones(T, T).tril(), T_.NOT_BOOL),
     (lambda T: torch.ones(T, T, dtype=torch.long).tril(), T_.NOT_BOOL),
     (lambda T: torch.ones(T + 1, T + 1, dtype=torch.bool).tril(), T_.MASK_SHAPE),
-    (lambda T: None, "None"),
+    (lambda T: None, NO_RETURN),
 ])
 def test_check_causal_mask_names_each_mistake(fn, hint, capsys):
     fails_with(T_.check_causal_mask, fn, capsys, hint)

@@ -35,6 +35,9 @@ PASS, FAIL = "\u2705", "\u274c"
 LOG_ENV = "GENAI_CHECK_LOG"
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 NOT_IMPLEMENTED = "not implemented yet: replace `raise NotImplementedError()` with your code."
+NO_RETURN = "is None: did you forget a `return`?"
+VALUES_OFF = "the values are off"
+RAISED = "your code raised"
 IN_PLACE = ("your function changed its input `{}` in place, so the caller's tensor is no longer what it passed in: "
             "leave the inputs as they are and build new tensors for the result.")
 
@@ -85,7 +88,7 @@ class Check:
         except Failure:
             raise
         except Exception as exc:  # the learner's bug, reported rather than raised
-            message = f"your code raised {type(exc).__name__}: {exc}"
+            message = f"{RAISED} {type(exc).__name__}: {exc}"
             for fragment, hint in (error_hints or {}).items():
                 if fragment in str(exc):
                     self.fail(f"{message}. {hint}")
@@ -97,7 +100,7 @@ class Check:
 
     def tensor(self, out, what: str = "the result") -> torch.Tensor:
         if out is None:
-            self.fail(f"{what} is None: did you forget a `return`?")
+            self.fail(f"{what} {NO_RETURN}")
         if isinstance(out, torch.Tensor):
             return out
         try:
@@ -150,7 +153,7 @@ class Check:
             if wrong.shape == out.shape and torch.allclose(out, wrong, atol=atol, rtol=rtol):
                 self.fail(mistake_hint)
         worst = (out - expected).abs().max().item()
-        self.fail(f"the values are off (largest difference {worst:.3g})" + (f". Hint: {hint}" if hint else "."))
+        self.fail(f"{VALUES_OFF} (largest difference {worst:.3g})" + (f". Hint: {hint}" if hint else "."))
 
     def true(self, condition: bool, message: str) -> None:
         if not condition:
