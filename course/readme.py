@@ -1,6 +1,8 @@
 """The README's lesson table, generated so that its badges follow REPO."""
 from __future__ import annotations
 
+import json
+
 from . import config
 from .notebook import read_notebook, source_text
 from .stamp import badges_source
@@ -16,7 +18,15 @@ def site_address() -> str:
 
 
 def site_line() -> str:
-    return f"The website: **<{site_address()}>** (published from `{config.BRANCH}` by `.github/workflows/pages.yml`)."
+    line = f"The website: **<{site_address()}>** (published from `{config.BRANCH}` by `.github/workflows/pages.yml`)."
+    results = config.BENCH_DIR / "results.json"
+    if results.exists():
+        entries = json.loads(results.read_text(encoding="utf-8"))
+        minutes = sum(e["seconds"] for e in entries) / 60
+        line += (f" A full build executes the {len(entries)} lessons once at full settings: about {minutes:.0f} min "
+                 f"on the benchmark's machine ({entries[0]['machine']}; the sum of `benchmarks/results.json`), "
+                 "then a rebuild re-executes only the notebooks whose code changed.")
+    return line
 
 
 def lesson_title(nb: dict, fallback: str) -> str:
