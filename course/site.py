@@ -216,6 +216,26 @@ Every metric each notebook reports is in
 """
 
 
+def save_png(fig, png: Path) -> None:
+    """Save ``fig`` unless the file already holds the same bytes (so Sphinx sees no change)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    if not png.exists() or png.read_bytes() != buffer.getvalue():
+        png.write_bytes(buffer.getvalue())
+
+
+def draw_favicon(png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(0.32, 0.32), dpi=100)
+    fig.text(0.5, 0.5, "G", ha="center", va="center", fontsize=20, weight="bold", color="tab:blue")
+    save_png(fig, png)
+
+
 def draw_charts(entries: list[dict], folder: Path) -> list[str]:
     """One bar chart of seconds and one of peak memory, a bar per lesson, with the budgets drawn in."""
     import matplotlib
@@ -235,13 +255,7 @@ def draw_charts(entries: list[dict], folder: Path) -> list[str]:
         ax.set_xlabel("lesson")
         ax.set_ylabel(ylabel)
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata={"Software": None})
-        plt.close(fig)
-        png = folder / name
-        png.parent.mkdir(parents=True, exist_ok=True)
-        if not png.exists() or png.read_bytes() != buffer.getvalue():
-            png.write_bytes(buffer.getvalue())
+        save_png(fig, folder / name)
         names.append(name)
     return names
 
@@ -283,6 +297,8 @@ def sphinx_config(fast: bool) -> dict:
         "html_theme": "sphinx_book_theme",
         "html_title": "Generative AI, Hands-On",
         "html_static_path": ["_static"],
+        "html_favicon": "_static/favicon.png",  # so a browser asks for no /favicon.ico the site does not have
+        "html_context": {"default_mode": "light"},
         "html_last_updated_fmt": None,
         "html_theme_options": {
             "repository_url": GITHUB, "repository_branch": config.BRANCH, "path_to_docs": "",
@@ -329,6 +345,7 @@ def prepare(fast: bool) -> Path:
     for path, text in expected.items():
         write_if_changed(path, text)
     copy_mathjax(src / "_static")
+    draw_favicon(src / "_static" / "favicon.png")
     return src
 
 

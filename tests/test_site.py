@@ -44,8 +44,11 @@ def page_text(path: Path) -> str:
 
 
 def solution_only_lines(name: str) -> list[str]:
-    """Lines inside the BEGIN/END SOLUTION regions of a solution notebook that its lesson does not contain."""
-    lesson_text = "".join(source_text(c) for c in read_notebook(config.LESSONS / name)["cells"])
+    """Lines inside the BEGIN/END SOLUTION regions of a solution notebook that no published source contains
+    (no student notebook, no guide), so finding one on the site means an answer leaked."""
+    lesson_text = "".join(source_text(c) for p in sorted(config.LESSONS.glob("*.ipynb"))
+                          for c in read_notebook(p)["cells"])
+    lesson_text += "".join(p.read_text(encoding="utf-8") for p in sorted((config.ROOT / "docs").glob("*.md")))
     lines, inside = [], False
     for cell in read_notebook(config.SOLUTIONS / name)["cells"]:
         for line in source_text(cell).splitlines():
@@ -140,6 +143,7 @@ def open_page(browser, url: str):
     page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("requestfailed", lambda req: page.errors.append(f"request failed: {req.url}"))
+    page.on("response", lambda res: page.errors.append(f"{res.status}: {res.url}") if res.status >= 400 else None)
     page.goto(url, wait_until="load")
     return page
 
