@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install build check bench fast-bench clean
+.PHONY: lab test install build check bench fast-bench site clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ check: install
 
 bench: install  ## run solution notebooks at full settings -> benchmarks/results.json (not part of CI)
 	$(PY) -m course bench $(LESSONS)
+
+$(VENV)/.site-installed: requirements-site.txt $(VENV)/.installed
+	$(PY) -m pip install -q $(PIP_INSTALL_FLAGS) -r requirements-site.txt
+	touch $@
+
+site: $(VENV)/.site-installed  ## the course website -> _site/full/html (FAST=1: fast mode -> _site/fast/html)
+	$(PY) -m course site $(if $(filter-out 0,$(FAST)),--fast,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,4 @@
-"""Authoring and instructor tooling for the course: ``python -m course build | check | bench``.
+"""Authoring and instructor tooling for the course: ``python -m course build | check | bench | site``.
 
 Learners never import this package; their notebooks import ``utils`` only. Modules, one job each:
 
@@ -9,5 +9,6 @@ Learners never import this package; their notebooks import ``utils`` only. Modul
 - ``readme``    the README's lesson table;
 - ``build``     ``build`` and ``check`` over the whole course;
 - ``execute``   running a notebook in a fresh kernel, with its environment and limits;
-- ``bench``     the benchmark: seconds, peak memory and metrics at full settings.
+- ``bench``     the benchmark: seconds, peak memory and metrics at full settings;
+- ``site``      the course website (Sphinx + myst-nb over the student notebooks, offline).
 """

@@ -1,4 +1,4 @@
-"""The command line: ``python -m course build | check | bench``."""
+"""The command line: ``python -m course build | check | bench | site``."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,8 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="run solution notebooks at full settings and record the numbers")
     b.add_argument("lessons", nargs="*", help="lesson numbers or names, e.g. 01 03 (default: all)")
     b.add_argument("--fast", action="store_true", help="run in fast mode (writes results-fast.json)")
+    s = sub.add_parser("site", help="build the course website (_site/full/html, or _site/fast/html with --fast)")
+    s.add_argument("--fast", action="store_true", help="execute the notebooks in fast mode (for CI and authors)")
     args = parser.parse_args(argv)
     if args.command == "build":
         from .build import build
@@ -23,6 +25,9 @@ def main(argv=None) -> int:
     if args.command == "check":
         from .build import check
         return check()
+    if args.command == "site":
+        from .site import build_site
+        return build_site(fast=args.fast)
     from .bench import bench
     return bench(args.lessons, fast=args.fast)
 

@@ -111,3 +111,17 @@ def test_widgets_are_thin(capsys):
     assert calls == [(0.5, 3)], "the explorer draws once at start with the slider's value"
     s.value = 1.0
     assert calls[-1] == (1.0, 3), "moving the slider calls the plain function again"
+
+
+def test_static_widgets_draw_the_default_figure_as_a_plain_output(monkeypatch):
+    """The website's build sets GENAI_STATIC_WIDGETS=1: the figure goes to the cell's outputs, no sliders."""
+    import IPython.display
+
+    monkeypatch.setenv(widgets.STATIC_ENV, "1")
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    calls = []
+    s = widgets.slider(0.25, 0.0, 1.0, 0.05, "x")
+    assert widgets.explore(lambda x, k: calls.append((x, k)) or np.zeros((4, 4)), x=s, k=3) is None
+    assert calls == [(0.25, 3)]
+    assert len(shown) == 1 and hasattr(shown[0], "savefig"), "one matplotlib figure, no widget box"

@@ -5,7 +5,13 @@ Works with ipywidgets 7.7 (Colab) and 8 (Kaggle, JupyterLab 4).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+# Set by the course website's build: each explorer draws its default figure once, as a plain output,
+# because a static page has no kernel to redraw it (the page says the sliders work in the notebook).
+STATIC_ENV = "GENAI_STATIC_WIDGETS"
 
 
 def _widgets():
@@ -77,8 +83,10 @@ def explore(fn, layout: str = "vertical", **controls):
     from IPython.display import display
 
     w = _widgets()
-    if w is None:
-        print("ipywidgets is not installed, so this shows one static view (pip install ipywidgets for sliders).")
+    static = os.environ.get(STATIC_ENV, "") == "1"
+    if w is None or static:
+        if not static:
+            print("ipywidgets is not installed, so this shows one static view (pip install ipywidgets for sliders).")
         _render(fn(**{k: getattr(v, "value", v) for k, v in controls.items()}))
         return
     live = {k: v for k, v in controls.items() if isinstance(v, w.ValueWidget)}
