@@ -64,7 +64,7 @@ def run_notebook(path: Path, fast: bool, timeout: int = 1800) -> dict:
 def portable(value: str) -> str:
     """A path inside the repository's parent folder written relative to the repository, so records read alike."""
     try:
-        return os.path.relpath(Path(value).resolve(), config.ROOT) if Path(value).is_absolute() else value
+        return os.path.relpath(os.path.abspath(value), config.ROOT) if Path(value).is_absolute() else value
     except (OSError, ValueError):
         return value
 
