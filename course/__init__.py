@@ -1,4 +1,4 @@
-"""Authoring and instructor tooling for the course: ``python -m course build | check | bench``.
+"""Authoring and instructor tooling for the course: ``python -m course build | check | bench | grade | result | classroom``.
 
 Learners never import this package; their notebooks import ``utils`` only. Modules, one job each:
 
@@ -9,5 +9,8 @@ Learners never import this package; their notebooks import ``utils`` only. Modul
 - ``readme``    the README's lesson table;
 - ``build``     ``build`` and ``check`` over the whole course;
 - ``execute``   running a notebook in a fresh kernel, with its environment and limits;
-- ``bench``     the benchmark: seconds, peak memory and metrics at full settings.
+- ``bench``     the benchmark: seconds, peak memory and metrics at full settings;
+- ``nbgrader``  nbgrader's cell metadata in the solution notebooks (the build writes it);
+- ``grade``     grading a class's notebooks from the checks' own records; ``gradebook`` its CSV,
+                summary and feedback; ``classroom`` the GitHub Classroom workflow (docs/INSTRUCTORS.md).
 """
