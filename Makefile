@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install build check bench fast-bench site clean
+.PHONY: lab test install instructor build check bench fast-bench grade site clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed  ## create .venv and install everything
 
+$(VENV)/.instructor: $(VENV)/.installed requirements-instructor.txt
+	$(PY) -m pip install -q $(PIP_INSTALL_FLAGS) -r requirements-instructor.txt
+	touch $@
+
+instructor: $(VENV)/.instructor  ## add nbgrader (for route 2 of docs/INSTRUCTORS.md and the tests)
+
 lab: install  ## open JupyterLab on lesson 01
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) lessons/01_discriminative_vs_generative.ipynb
 
-test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
+test: instructor  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
 
@@ -36,6 +42,9 @@ $(VENV)/.site-installed: requirements-site.txt $(VENV)/.installed
 
 site: $(VENV)/.site-installed  ## the course website -> _site/full/html (FAST=1: fast mode -> _site/fast/html)
 	$(PY) -m course site $(if $(filter-out 0,$(FAST)),--fast,)
+
+grade: install  ## grade student notebooks: make grade SUBMISSIONS="submissions/" [GRADE_FLAGS="--jobs 4"]
+	$(PY) -m course grade $(SUBMISSIONS) $(GRADE_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import config
 from .lesson import make_lesson
+from .nbgrader import mark
 from .notebook import dumps_notebook, has_outputs, read_notebook, strip_outputs
 from .readme import expected_readme
 from .stamp import stamp
@@ -14,7 +15,7 @@ def expected_notebooks() -> dict[Path, str]:
     """Every notebook the build writes, path -> exact text."""
     result = {}
     for path in config.solution_paths():
-        solution = stamp(strip_outputs(read_notebook(path)), "solutions", path.name)
+        solution = mark(stamp(strip_outputs(read_notebook(path)), "solutions", path.name))
         result[path] = dumps_notebook(solution)
         result[config.LESSONS / path.name] = dumps_notebook(make_lesson(solution, path.name))
     return result

@@ -6,11 +6,17 @@ Shared by the benchmark and by every tool that executes notebooks (grading, the 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 FAST_ENV = "GENAI_FAST"
+
+# Runs in place of the kernel command: cap the data segment (heap and anonymous mappings, which is where
+# tensors live), then become the kernel itself, so the kernel keeps the process id its manager knows.
+_CAP_MEMORY = ("import os, resource, sys; limit = int(sys.argv[1]); "
+               "resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)); os.execvp(sys.argv[2], sys.argv[2:])")
 
 
 @dataclass
@@ -29,24 +35,58 @@ def kernel_env(fast: bool, extra: dict | None = None) -> dict:
     return env
 
 
+def memory_cap_supported() -> bool:
+    """A per-kernel memory cap needs Linux's RLIMIT_DATA (which counts anonymous mappings since 4.7)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import resource
+        return hasattr(resource, "RLIMIT_DATA")
+    except ImportError:
+        return False
+
+
+def _capped_kernel_manager(memory_mb: int):
+    """A kernel manager class whose kernels start under a ``memory_mb`` cap on their data segment."""
+    from jupyter_client import AsyncKernelManager
+
+    class CappedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return [sys.executable, "-c", _CAP_MEMORY, str(memory_mb * 2**20), *cmd]
+
+    return CappedKernelManager
+
+
 def execute(nb, cwd: Path, fast: bool, env: dict | None = None, timeout: int = 1800,
-            allow_errors: bool = False, kernel_name: str = "python3") -> Execution:
+            allow_errors: bool = False, kernel_name: str = "python3", total_timeout: float | None = None,
+            memory_mb: int | None = None) -> Execution:
     """Execute ``nb`` (a NotebookNode, changed in place) with ``cwd`` as its working folder.
 
-    ``timeout`` bounds each cell. With ``allow_errors`` a failing cell is recorded in its output and the
-    run goes on; otherwise the first error stops it and ``error`` says which cell and why.
+    ``timeout`` bounds each cell, ``total_timeout`` (seconds) the whole notebook. With ``allow_errors`` a
+    failing cell is recorded in its output and the run goes on; otherwise the first error stops it and
+    ``error`` says which cell and why. ``memory_mb`` caps the kernel's memory where the platform allows
+    it (see ``memory_cap_supported``) and is ignored elsewhere.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
+    options = {}
+    if total_timeout is not None:
+        deadline = start + total_timeout
+        options["timeout_func"] = lambda cell: max(1, min(timeout, int(deadline - time.perf_counter()) + 1))
+    if memory_mb and memory_cap_supported():
+        options["kernel_manager_class"] = _capped_kernel_manager(memory_mb)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(cwd)}}, **options)
     error = None
     try:
         client.execute(env=kernel_env(fast, env))
     except CellTimeoutError:
-        error = f"a cell ran for more than {timeout} s and was stopped."
+        limit = total_timeout if total_timeout is not None and time.perf_counter() >= deadline else timeout
+        error = (f"it ran for more than {limit:g} s and was stopped (an endless loop, or far too much work)."
+                 if limit == total_timeout else f"a cell ran for more than {timeout} s and was stopped.")
     except DeadKernelError:
         error = "the kernel died (a crash, or it ran out of memory)."
     except CellExecutionError as exc:

@@ -34,6 +34,7 @@ def make_lesson(solution: dict, name: str) -> dict:
     """The student version of a solution notebook (which must already be stamped and stripped)."""
     nb = copy.deepcopy(solution)
     for i, cell in enumerate(nb["cells"]):
+        cell.get("metadata", {}).pop("nbgrader", None)  # nbgrader's marks belong to the instructor's copy
         if has_tag(cell, SETUP_TAG):
             continue
         where = f"{name}, cell {i}"

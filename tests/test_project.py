@@ -55,3 +55,11 @@ def test_data_readme_names_every_source_and_licence():
 
 def test_data_folder_contents_are_ignored():
     assert "data/*" in (ROOT / ".gitignore").read_text() and "!data/README.md" in (ROOT / ".gitignore").read_text()
+
+
+def test_instructor_extras_build_on_the_learners_requirements():
+    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements-instructor.txt").read_text().splitlines()]
+    assert "-r requirements.txt" in lines and any(l.startswith("nbgrader") for l in lines)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: instructor\b", makefile, re.M) and "requirements-instructor.txt" in makefile
+    assert re.search(r"^grade:", makefile, re.M)

@@ -1,0 +1,207 @@
+"""Generated student submissions for the grader's tests, and a whole class for trying the grader.
+
+``python tests/grading_class.py OUT [--size 30]`` writes a class of correct, wrong, blank and broken
+notebooks into OUT; then ``python -m course grade OUT`` grades it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import nbformat  # noqa: E402
+
+from course import config  # noqa: E402
+from course.lesson import replace_regions  # noqa: E402
+from course.notebook import source_text  # noqa: E402
+
+# One typical mistake per exercise: the body a student might write instead of the answer.
+WRONG = {
+    "gaussian_log_density": "return -(torch.log(2 * math.pi * var) + (x - mean) ** 2 / var).sum(dim=-1)",
+    "log_posterior": "return log_likelihood + log_prior",
+    "sample_low_rank_gaussian": "z = torch.randn(n, components.shape[1], generator=generator)\n"
+                                "return mean + z @ components.T",
+    "reconstruction_loss": "return (x_hat - x).pow(2).mean()",
+    "add_noise": "return x + noise_level * torch.randn_like(x)",
+    "anomaly_score": "with torch.no_grad():\n    x_hat = model(x)\nreturn (x_hat - x).pow(2).mean(dim=0).sum()",
+    "reparameterize": "return mu + logvar * torch.randn_like(mu)",
+    "kl_divergence": "return -0.5 * (1 + logvar - mu.pow(2) - (0.5 * logvar).exp()).sum(dim=1)",
+    "elbo_loss": "return F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(dim=1).mean()",
+    "d_loss": "return (F.binary_cross_entropy_with_logits(real_logits, torch.zeros_like(real_logits))\n"
+              "        + F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)))",
+    "g_loss": "return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))",
+    "gan_step": "fake = G(z)\nreal_logits, fake_logits = D(real), D(fake.detach())\nloss_d = d_loss(real_logits, fake_logits)\n"
+                "opt_d.zero_grad()\nloss_d.backward()\nopt_d.step()\nloss_g = g_loss(D(fake.detach()))",
+    "condition_on_label": "return h + embedding(y)[:, : h.shape[1]]",
+    "q_sample": "alpha_bar = schedule.alpha_bars[t]\nreturn alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise",
+    "diffusion_loss": "x_t = q_sample(x0, t, noise, schedule)\nreturn F.mse_loss(model(x_t, t, y), x0)",
+    "p_sample": "beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]\n"
+                "mean = (x_t - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()\nreturn mean + beta.sqrt() * noise",
+    "guidance": "return eps_cond + w * (eps_uncond - eps_cond)",
+    "attention": "weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)\nreturn weights @ v, weights",
+    "causal_mask": "return torch.triu(torch.ones(T, T, dtype=torch.bool))",
+    "next_token_probs": "return (logits * temperature).softmax(dim=-1)",
+}
+SOLVED, BLANK = "solution", "stub"
+EXERCISE_DEF = re.compile(r"^def (\w+)\(", re.M)
+
+
+def lesson_path(lesson: str, folder: Path = config.SOLUTIONS) -> Path:
+    return next(folder.glob(f"{lesson}_*.ipynb"))
+
+
+def solution(lesson: str):
+    """The lesson as a student who solved everything hands it in: the answers, no hidden tests."""
+    nb = nbformat.read(str(lesson_path(lesson)), as_version=4)
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("nbgrader", None)
+        if config.BEGIN_HIDDEN in source_text(cell):
+            cell.source, _ = replace_regions(source_text(cell), config.BEGIN_HIDDEN, config.END_HIDDEN, None, f"cell {i}")
+    return nb
+
+
+def exercise_of(cell) -> str | None:
+    """The exercise an answer cell defines (the cell holds a solution region), else None."""
+    text = source_text(cell)
+    found = EXERCISE_DEF.search(text)
+    return found.group(1) if cell.cell_type == "code" and config.BEGIN_SOLUTION in text and found else None
+
+
+def answer(nb, answers: dict):
+    """``nb`` with each exercise named in ``answers`` answered: SOLVED, BLANK (the stub), or a body."""
+    for i, cell in enumerate(nb.cells):
+        name = exercise_of(cell)
+        if name is None or answers.get(name, SOLVED) == SOLVED:
+            continue
+        body = answers[name]
+        lines = config.CODE_STUB if body == BLANK else body.splitlines()
+        cell.source, _ = replace_regions(source_text(cell), config.BEGIN_SOLUTION, config.END_SOLUTION,
+                                         lines, f"cell {i}")
+    return nb
+
+
+def cut_after_last_check(nb):
+    """Only the cells up to the lesson's last check cell: the exercises, without the training after them."""
+    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "utils.checks." in source_text(c))
+    nb.cells = nb.cells[: last + 1]
+    return nb
+
+
+def check_index(nb, exercise: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if f"utils.checks.{exercise}(" in source_text(c))
+
+
+def insert_after(nb, exercise: str, code: str):
+    """A new code cell right after ``exercise``'s check cell."""
+    nb.cells.insert(check_index(nb, exercise) + 1, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def write(nb, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def wrong_everywhere(lesson: str):
+    """Every exercise of the lesson answered with its known mistake (cut after the last check)."""
+    nb = solution(lesson)
+    names = [exercise_of(c) for c in nb.cells if exercise_of(c)]
+    return cut_after_last_check(answer(nb, {name: WRONG[name] for name in names}))
+
+
+# Each bad submission: file name -> (how to write it, a fragment its row's note must contain).
+def bad_submissions() -> dict:
+    short = lambda: cut_after_last_check(solution("03"))  # noqa: E731  (lesson 03's exercises, quick to run)
+
+    def deleted_and_renamed():
+        nb = short()
+        nb.cells = [c for c in nb.cells if "reparameterize" not in source_text(c) or c.cell_type == "markdown"]
+        for cell in nb.cells:
+            if exercise_of(cell) == "elbo_loss":
+                cell.source = cell.source.replace("def elbo_loss(", "def my_elbo_loss(")
+        return nb
+
+    def syntax_error():
+        return answer(short(), {"elbo_loss": "return (F.binary_cross_entropy_with_logits(logits, x).mean("})
+
+    def metadata_lost():  # what some platforms do: the course's notebook metadata is gone, the cells remain
+        nb = short()
+        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        return nb
+
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Week 3: pandas"),
+                                            nbformat.v4.new_code_cell("import math\nprint(math.pi)")])
+    return {
+        "essay.pdf": (b"%PDF-1.4\n\xff\xfe\xfa binary", "not text"),
+        "truncated.ipynb": ('{"cells": [{"cell_type": "code", "source": ["x = 1"', "not valid JSON"),
+        "settings.ipynb": (json.dumps({"theme": "dark"}), "not a Jupyter notebook"),
+        "other_course.ipynb": (other, "Not a notebook from this course"),
+        "deleted_and_renamed.ipynb": (deleted_and_renamed(), "raised NameError"),
+        "syntax_error.ipynb": (syntax_error(), "SyntaxError"),
+        "metadata_lost.ipynb": (metadata_lost(), ""),
+        "endless_loop.ipynb": (insert_after(short(), "kl_divergence", "while True:\n    pass"), "s and was stopped"),
+        "kernel_crash.ipynb": (insert_after(short(), "kl_divergence", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+                               "the kernel died"),
+        "memory_hog.ipynb": (insert_after(short(), "kl_divergence", "hog = torch.ones(2**31)  # 8 GB"), "ran out of memory"),
+        "writes_and_moves.ipynb": (insert_after(short(), "kl_divergence",
+                                                "import os\nopen('my_answers.txt', 'w').write('42')\n"
+                                                "os.makedirs('elsewhere', exist_ok=True)\nos.chdir('elsewhere')"),
+                                   "wrote files (my_answers.txt)"),
+    }
+
+
+def write_bad(folder: Path, names=None) -> dict:
+    """Write the bad submissions into ``folder``; return path -> the fragment expected in its note."""
+    expected = {}
+    for name, (content, fragment) in bad_submissions().items():
+        if names is not None and name not in names:
+            continue
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            write(content, path)
+        expected[path] = fragment
+    return expected
+
+
+def make_class(folder: Path, size: int = 30, seed: int = 0, quick: bool = False) -> list:
+    """A class of ``size`` lesson-03 submissions: correct, partly wrong, blank and broken ones.
+
+    ``quick`` cuts every notebook after its last check (the exercises without the training after them).
+    """
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["reparameterize", "kl_divergence", "elbo_loss"]
+    broken = ["truncated.ipynb", "endless_loop.ipynb", "syntax_error.ipynb", "kernel_crash.ipynb",
+              "deleted_and_renamed.ipynb", "writes_and_moves.ipynb", "essay.pdf"]
+    paths = list(write_bad(folder, broken))
+    for i in range(size - len(paths)):
+        kind = rng.choices(["correct", "wrong", "blank"], weights=[4, 5, 1])[0]
+        if kind == "blank":
+            answers = {n: BLANK for n in names}
+        elif kind == "correct":
+            answers = {}
+        else:
+            answers = {n: rng.choice([SOLVED, SOLVED, WRONG[n], BLANK]) for n in names}
+        nb = answer(solution("03"), answers)
+        paths.append(write(cut_after_last_check(nb) if quick else nb, folder / f"student_{i + 1:02d}.ipynb"))
+    return paths
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--size", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="cut each notebook after its last check")
+    args = parser.parse_args()
+    print(f"wrote {len(make_class(args.out, args.size, quick=args.quick))} submissions into {args.out}")
