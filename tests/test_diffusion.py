@@ -361,14 +361,6 @@ def test_guidance_view_range_ends(w):
     assert ("label ignored" in title) == (w == 0)
 
 
-def test_within_class_spread():
-    y = torch.tensor([0, 0, 1, 1])
-    same = torch.zeros(4, 1, 2, 2)
-    assert D.within_class_spread(same, y) == 0
-    varied = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2), torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
-    assert abs(D.within_class_spread(varied, y) - 2.0) < 1e-6   # distance between all-0 and all-1 2x2 images
-
-
 def test_loss_check_hints_at_the_missing_label(capsys):
     ok, out = _passes(utils.checks.check_diffusion_loss,
                       lambda m, x0, t, n, y, s: ((m(D.q_sample(x0, t, n, s), t) - n) ** 2).mean(), capsys)
