@@ -177,7 +177,7 @@ def forward_scrubber(x0: torch.Tensor, t: int, schedule_name: str = "linear", T:
     ax = fig.add_subplot()
     ax.imshow(row, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(f"{schedule_name} schedule, x_{t + 1} (after steps 0..{t}): signal sqrt(alpha_bar) = {math.sqrt(ab):.3f}, "
+    ax.set_title(f"{schedule_name} schedule, t = {t}: x_{t + 1}, signal sqrt(alpha_bar) = {math.sqrt(ab):.3f}, "
                  f"noise sqrt(1 - alpha_bar) = {math.sqrt(1 - ab):.3f}", fontsize=9)
     fig.tight_layout()
     return fig
