@@ -394,15 +394,52 @@ def test_guidance_view_range_ends(w):
     assert ("label ignored" in title) == (w == 0)
 
 
-def test_within_class_spread():
-    y = torch.tensor([0, 0, 1, 1])
-    same = torch.zeros(4, 1, 2, 2)
-    assert D.within_class_spread(same, y) == 0
-    varied = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2), torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
-    assert abs(D.within_class_spread(varied, y) - 2.0) < 1e-6   # distance between all-0 and all-1 2x2 images
 
 
 def test_schedule_to_device_keeps_values():
     s = D.make_schedule("cosine", 100)
     moved = s.to("cpu")
     assert moved.name == "cosine" and torch.equal(moved.alpha_bars, s.alpha_bars)
+
+
+# --------------------------------------------------------------------------- index convention, posterior variance
+
+def test_forward_scrubber_title_names_the_image_after_step_t(digits):
+    assert "t = 0: x_1," in D.forward_scrubber(digits, 0, "linear", T=50).axes[0].get_title()
+    assert "t = 49: x_50," in D.forward_scrubber(digits, 49, "linear", T=50).axes[0].get_title()
+
+
+def test_q_sample_at_step_t_is_the_forward_chain_after_steps_0_to_t():
+    s = D.linear_schedule(20)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(1, 1, 3, 3, generator=g) * 2 - 1
+    mean_factor = 1.0
+    for t in range(6):                                   # step t: x_t -> x_{t+1}, without noise the mean shrinks
+        mean_factor *= (1 - s.betas[t]).sqrt().item()
+    t = torch.tensor([5])
+    assert torch.allclose(D.q_sample(x0, t, torch.zeros_like(x0), s), mean_factor * x0, atol=1e-6)
+
+
+def test_posterior_variance_formula_and_reverse_noise_scale():
+    s = D.linear_schedule(30)
+    for t in (0, 1, 17, 29):
+        ab_prev = 1.0 if t == 0 else s.alpha_bars[t - 1].item()
+        expected = (1 - ab_prev) / (1 - s.alpha_bars[t].item()) * s.betas[t].item()
+        assert s.posterior_variance[t].item() == pytest.approx(expected, rel=1e-5)
+        assert s.posterior_variance[t] <= s.betas[t]
+        scale = D.reverse_noise_scale(s, t, "posterior")
+        assert (scale * s.betas[t].sqrt()).item() == pytest.approx(expected ** 0.5, rel=1e-5, abs=1e-9)
+        assert D.reverse_noise_scale(s, t, "beta").item() == 1.0
+    assert D.reverse_noise_scale(s, 0, "posterior").item() == 0.0
+    with pytest.raises(ValueError, match="variance"):
+        D.reverse_noise_scale(s, 3, "learned")
+
+
+def test_p_sample_with_scaled_noise_uses_beta_tilde():
+    s = D.linear_schedule(30)
+    g = torch.Generator().manual_seed(1)
+    x, eps, noise = (torch.randn(2, 1, 2, 2, generator=g) for _ in range(3))
+    t = 10
+    mean = D.p_sample(x, t, eps, s, torch.zeros_like(noise))
+    out = D.p_sample(x, t, eps, s, D.reverse_noise_scale(s, t, "posterior") * noise)
+    assert torch.allclose(out, mean + s.posterior_variance[t].sqrt() * noise, atol=1e-6)

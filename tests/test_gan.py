@@ -345,3 +345,173 @@ def test_slerp_ends_and_norm():
     assert torch.allclose(gan.slerp(a, b, 1.0), b, atol=1e-5)
     mid = gan.slerp(a, b, 0.5)
     assert mid.norm() > 0.9 * min(a.norm(), b.norm())     # a straight line would dip towards 0
+
+
+# --------------------------------------------------------------------------- MNIST models, training, noise, files
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("n_classes, size", [(0, 28), (10, 28), (10, 8)])
+def test_build_gan_shapes(arch, n_classes, size):
+    cfg = gan.GANConfig(image_size=size, n_classes=n_classes, arch=arch)
+    G, D = gan.build_gan(cfg)
+    z, y = torch.randn(6, cfg.z_dim), torch.arange(6) % 10
+    x = G(z, y if n_classes else None)
+    assert x.shape == (6, 1, size, size) and 0 <= x.min() and x.max() <= 1
+    assert D(x, y if n_classes else None).shape == (6,)
+
+
+def test_gan_config_rejects_what_it_cannot_build():
+    with pytest.raises(ValueError, match="arch"):
+        gan.GANConfig(arch="transformer")
+    with pytest.raises(ValueError, match="multiple of 4"):
+        gan.GANConfig(image_size=30, arch="conv")
+
+
+def test_projection_discriminator_uses_the_label():
+    cfg = gan.GANConfig(n_classes=10)
+    G, D = gan.build_gan(cfg)
+    x = torch.rand(4, 1, 28, 28)
+    D.eval()
+    assert not torch.allclose(D(x, torch.zeros(4, dtype=torch.long)), D(x, torch.full((4,), 7)))
+
+
+def test_spectral_norm_bounds_every_layer_of_the_conv_discriminator():
+    _, D = gan.build_gan(gan.GANConfig(d_channels=8))
+    for _ in range(30):                                    # power iterations run in training mode
+        D(torch.rand(8, 1, 28, 28))
+    D.eval()
+    weights = [m.weight for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(weights) == 3
+    for w in weights:
+        assert torch.linalg.matrix_norm(w.detach().flatten(1), ord=2) < 1.05
+    _, D_plain = gan.build_gan(gan.GANConfig(d_channels=8, spectral_norm=False))
+    assert not any(hasattr(m, "parametrizations") for m in D_plain.modules())
+
+
+def test_hinge_losses_and_their_margins():
+    assert gan.hinge_d_loss(torch.tensor([2.0, 1.0]), torch.tensor([-3.0, -1.0])).item() == 0.0  # beyond the margins
+    assert gan.hinge_d_loss(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(2.0)         # D undecided
+    assert gan.hinge_d_loss(torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(1.5)
+    assert gan.hinge_g_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+
+
+def test_mode_seeking_loss_known_values():
+    z = torch.cat([torch.zeros(2, 4), torch.ones(2, 4)])          # |z_1 - z_2| = 1 per component
+    a = torch.zeros(2, 1, 2, 2)
+    fake = torch.cat([a, a + 0.5])                                # images differ by 0.5 per pixel
+    assert gan.mode_seeking_loss(fake, z).item() == pytest.approx(1 / (0.5 + 1e-5), rel=1e-6)
+    assert gan.mode_seeking_loss(torch.cat([a, a]), z).item() > 1e4   # identical images: a huge penalty
+
+
+def test_cgan_step_updates_both_networks_and_reports_raw_logits():
+    torch.manual_seed(0)
+    G, D = gan.build_gan(gan.GANConfig(n_classes=10, image_size=8, g_channels=8, d_channels=4, z_dim=8))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), lr=1e-2), torch.optim.Adam(D.parameters(), lr=1e-2)
+    before_g = [p.detach().clone() for p in G.parameters()]
+    before_d = [p.detach().clone() for p in D.parameters()]
+    y = torch.arange(8) % 4
+    stats = gan.cgan_step(G, D, opt_g, opt_d, torch.rand(8, 1, 8, 8), y, torch.randn(8, 8), y.repeat(1), 0.2)
+    assert set(stats) == {"loss_d", "loss_g", "real logit", "fake logit"}
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
+
+
+def test_ema_update_ends_and_buffers():
+    a, b = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        b.weight.fill_(3.0)
+        b.running_mean.fill_(2.0)
+    gan.ema_update(a, b, decay=1.0)
+    assert torch.equal(a.weight, torch.ones(3)) and torch.equal(a.running_mean, b.running_mean)
+    gan.ema_update(a, b, decay=0.5)
+    assert torch.allclose(a.weight, torch.full((3,), 2.0))
+    gan.ema_update(a, b, decay=0.0)
+    assert torch.equal(a.weight, b.weight)
+
+
+def _tiny_cfg(**kw):
+    return gan.GANConfig(**{"image_size": 8, "z_dim": 8, "g_channels": 8, "d_channels": 4, **kw})
+
+
+@pytest.mark.parametrize("n_classes", [0, 10])
+def test_train_gan_runs_its_steps_and_keeps_an_ema(n_classes):
+    x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 10
+    G, D = gan.build_gan(_tiny_cfg(n_classes=n_classes))
+    losses, outputs, G_ema = gan.train_gan(G, D, x, y, gan.TrainConfig(steps=7, batch=8, ema_decay=0.9), verbose=False)
+    assert len(losses.values["loss_d"]) == 7
+    keys = {"real logit", "fake logit"} if n_classes else {"D(x)", "D(G(z))"}
+    assert set(outputs.values) == keys
+    assert G_ema is not None and any(not torch.equal(a, b) for a, b in zip(G_ema.parameters(), G.parameters()))
+    assert gan.train_gan(G, D, x, y, gan.TrainConfig(steps=2, batch=8), verbose=False)[2] is None
+
+
+def test_truncated_noise_is_inside_the_threshold_and_reproducible():
+    z = gan.truncated_noise(2000, 16, threshold=0.5, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (2000, 16) and z.abs().max() <= 0.5
+    assert z.std() > 0.25                 # resampled, not clipped: values spread over the whole interval
+    assert (z.abs() > 0.45).float().mean() < 0.2
+    again = gan.truncated_noise(2000, 16, threshold=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)
+    with pytest.raises(ValueError, match="positive"):
+        gan.truncated_noise(3, 4, threshold=0.0)
+
+
+def test_sample_is_reproducible_and_leaves_training_mode_alone():
+    G, _ = gan.build_gan(_tiny_cfg(n_classes=10))
+    y = torch.arange(5)
+    a, b = gan.sample(G, 5, y, seed=3), gan.sample(G, 5, y, seed=3)
+    assert torch.equal(a, b) and a.shape == (5, 1, 8, 8) and G.training
+    assert not torch.equal(a, gan.sample(G, 5, y, seed=3, truncation=0.5))
+    zero = gan.sample(G, 5, torch.zeros(5, dtype=torch.long), seed=3, temperature=0.0)
+    assert torch.allclose(zero, zero[:1].expand_as(zero))     # temperature 0: the same image every time
+
+
+def test_class_samples_names_its_noise():
+    G = _FakeConditionalG()
+    assert "truncated at 0.50" in gan.class_samples(G, 2, truncation=0.5).axes[0].get_title()
+    assert "temperature 0.70" in gan.class_samples(G, 2, temperature=0.7).axes[0].get_title()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    G, D = gan.build_gan(_tiny_cfg(n_classes=10))
+    G_ema = gan.train_gan(G, D, torch.rand(16, 1, 8, 8), torch.arange(16) % 10,
+                          gan.TrainConfig(steps=2, batch=8, ema_decay=0.5), verbose=False)[2]
+    path = gan.save_gan(tmp_path / "m.pt", G, D, G_ema)
+    assert path.with_suffix(".json").exists()
+    G2, D2, E2 = gan.load_gan(path, G.cfg)
+    y = torch.arange(4)
+    assert torch.equal(gan.sample(G, 4, y), gan.sample(G2, 4, y))
+    assert torch.equal(gan.sample(G_ema, 4, y), gan.sample(E2, 4, y))
+    x = torch.rand(4, 1, 8, 8)
+    D.eval()
+    assert torch.allclose(D(x, y), D2(x, y))
+
+
+def test_load_gan_refuses_damaged_missing_or_mismatched_files(tmp_path, capsys):
+    assert gan.load_gan(tmp_path / "none.pt") is None
+    G, D = gan.build_gan(_tiny_cfg())
+    path = gan.save_gan(tmp_path / "m.pt", G, D)
+    assert gan.load_gan(path, _tiny_cfg(z_dim=16)) is None
+    assert "another config" in capsys.readouterr().out
+    path.write_bytes(path.read_bytes()[:100])
+    assert gan.load_gan(path) is None
+    assert "trained again" in capsys.readouterr().out
+
+
+def test_pretrained_cgan_retrains_a_damaged_file_and_then_loads_it(tmp_path, monkeypatch, capsys):
+    import utils.runtime
+    from utils.data import ImageData
+
+    monkeypatch.setattr(utils.runtime, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(gan, "CGAN_CONFIG", _tiny_cfg(n_classes=10))
+    monkeypatch.setattr(gan, "CGAN_TRAIN", gan.TrainConfig(steps=2, batch=8, ema_decay=0.9))
+    x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
+    data = ImageData(x, y, x, y, name="tiny", source="test")
+    path = gan.cgan_path(data)
+    assert path.parent == tmp_path / "models"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    path.with_suffix(".json").write_text("{}")
+    G, D, G_ema = gan.pretrained_cgan(data, verbose=False)
+    G2, _, E2 = gan.pretrained_cgan(data, verbose=False)             # now loaded, not trained
+    assert torch.equal(gan.sample(G_ema, 4, y[:4]), gan.sample(E2, 4, y[:4]))

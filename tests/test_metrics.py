@@ -98,8 +98,8 @@ def test_within_class_spread_known_answers():
     same = torch.ones(4, 1, 2, 2)
     assert metrics.within_class_spread(same, y) == 0.0              # a collapsed generator
     x = torch.zeros(4, 1, 2, 2)
-    x[1] += 1.0                                                      # class 0: 0 and 1 -> std sqrt(0.5)
-    assert metrics.within_class_spread(x, y) == pytest.approx(0.5 * 0.5 ** 0.5, rel=1e-5)
+    x[1] += 1.0                                                      # class 0: all-0 and all-1 images, 2 apart
+    assert metrics.within_class_spread(x, y) == pytest.approx(0.5 * 2.0, rel=1e-6)   # class 1 has 0
     with pytest.raises(ValueError):
         metrics.within_class_spread(x[:2], torch.tensor([0, 1]))
 
@@ -175,3 +175,84 @@ def test_cache_keys_differ_by_size_fast_mode_and_dataset():
     keys = {metrics.cache_path(a, fast=True), metrics.cache_path(a, fast=False), metrics.cache_path(b, fast=False),
             metrics.cache_path(_toy_data(size=8, name="other"), fast=False)}
     assert len(keys) == 4
+
+
+# --------------------------------------------------------------------------- one spread, the Inception Score, ratios
+
+def test_within_class_spread_is_the_mean_distance_over_pairs_of_each_class():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(9, 1, 3, 3, generator=g), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    expected = []
+    for k in range(3):
+        group = x[y == k].flatten(1)
+        d = [torch.dist(a, b) for i, a in enumerate(group) for j, b in enumerate(group) if i != j]
+        expected.append(torch.stack(d).mean())
+    assert metrics.within_class_spread(x, y) == pytest.approx(torch.stack(expected).mean().item(), rel=1e-6)
+    # a class with a single image contributes nothing, float64 input gives the same answer
+    assert metrics.within_class_spread(x[:4].double(), y[:4]) == pytest.approx(expected[0].item(), rel=1e-6)
+
+
+def test_there_is_one_within_class_spread():
+    import utils.diffusion
+    assert not hasattr(utils.diffusion, "within_class_spread")
+
+
+@pytest.mark.parametrize("k", [2, 10])
+def test_inception_score_of_confident_evenly_spread_predictions_is_the_number_of_classes(k):
+    probs = torch.eye(k).repeat(5, 1)                                # (5k, k): each sample sure, classes even
+    assert metrics.inception_score(probs) == pytest.approx(k, rel=1e-9)
+    assert metrics.inception_score(probs.float()) == pytest.approx(k, rel=1e-6)
+
+
+def test_inception_score_is_one_for_collapsed_or_unsure_predictions():
+    assert metrics.inception_score(torch.eye(4)[[2, 2, 2]]) == pytest.approx(1.0)    # all the same class
+    assert metrics.inception_score(torch.full((6, 4), 0.25)) == pytest.approx(1.0)   # nobody is sure
+
+
+def test_inception_score_known_mixture():
+    # half the samples sure of class 0, half unsure between 0 and 1: p(y) = (3/4, 1/4)
+    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    kl_sure = np.log(1 / 0.75)
+    kl_unsure = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)
+    assert metrics.inception_score(probs) == pytest.approx(np.exp((kl_sure + kl_unsure) / 2), rel=1e-9)
+
+
+def test_inception_score_rejects_logits_and_bad_shapes():
+    with pytest.raises(ValueError, match="probabilities"):
+        metrics.inception_score(torch.tensor([[2.0, -1.0], [0.3, 0.1]]))
+    with pytest.raises(ValueError, match="shape"):
+        metrics.inception_score(torch.ones(4))
+
+
+def test_inception_score_images_uses_the_classifiers_softmax():
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):                        # class = brightest of 3 pixel groups, very sure
+            return 50.0 * x.flatten(1)[:, :3]
+
+    x = torch.zeros(6, 1, 2, 2)
+    for i in range(6):
+        x[i].view(-1)[i % 3] = 1.0                   # two images of each of the 3 classes
+    assert metrics.inception_score_images(Fixed(), x) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_mean_and_spread():
+    assert metrics.mean_and_spread([2.0]) == (2.0, 0.0)
+    mean, spread = metrics.mean_and_spread([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0) and spread == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        metrics.mean_and_spread([])
+
+
+def test_frechet_ratio_is_one_for_the_baseline_set_and_needs_equal_sizes():
+    model = metrics.CourseClassifier(metrics.ClassifierConfig(image_size=8))
+    x_a, _ = _toy_images(40, 8, 0)
+    x_b, _ = _toy_images(40, 8, 1)
+    ref = metrics.classifier_features(model, x_a)
+    baseline = metrics.frechet_distance(metrics.classifier_features(model, x_b), ref)
+    assert metrics.frechet_ratio(model, x_b, ref, baseline) == pytest.approx(1.0, rel=1e-9)
+    with pytest.raises(ValueError, match="equal sample sizes"):
+        metrics.frechet_ratio(model, x_b[:20], ref, baseline)

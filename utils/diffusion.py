@@ -1,9 +1,18 @@
 """Lesson 05 (diffusion): noise schedules, the reference answers to the exercises, and the pure
 functions behind the timestep scrubbers.
 
-Conventions used throughout (as in "Denoising Diffusion Probabilistic Models"):
-images live in [-1, 1]; ``t`` runs 0 .. T-1 (index 0 is the first noising step);
-``alpha_bars[t]`` is the product of ``alphas[0..t]``, so x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+Index conventions, used everywhere in the lesson (prose, formulas, code, figure titles):
+
+- Images live in [-1, 1]. ``x_0`` is the clean image; ``x_k`` is the image after k noising steps, so
+  x_T is (almost) pure noise and sampling starts there.
+- The T steps are numbered like Python's ``range(T)``: step ``t`` (t = 0 .. T-1) has ``betas[t]`` and
+  turns x_t into x_{t+1}: q(x_{t+1} | x_t) = N(sqrt(1 - beta_t) x_t, beta_t I).
+- ``alpha_bars[t]`` = alpha_0 * ... * alpha_t is the signal left after steps 0..t, i.e. in x_{t+1}:
+  x_{t+1} = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps. ``q_sample(x0, t, ...)`` returns x_{t+1}.
+- The network sees (x_{t+1}, t). Reverse step t turns x_{t+1} back into x_t; the last one (t = 0)
+  returns x_0 and adds no noise.
+- The DDPM paper numbers the steps 1..T instead: its beta_t is our ``betas[t - 1]``.
+
 Guidance: eps = eps_uncond + w (eps_cond - eps_uncond), so w = 0 ignores the label and w = 1 is the
 plain conditional model.
 """
@@ -27,9 +36,9 @@ class Schedule:
     def __post_init__(self):
         self.betas = self.betas.float()
         self.alphas = 1.0 - self.betas                       # (T,)
-        self.alpha_bars = torch.cumprod(self.alphas, dim=0)  # (T,) signal kept after t+1 steps
-        self.alpha_bars_prev = torch.cat([torch.ones(1), self.alpha_bars[:-1]])
-        # variance of q(x_{t-1} | x_t, x_0): the "beta tilde" of the DDPM paper (0 at t = 0)
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)  # (T,) signal left in x_{t+1}
+        self.alpha_bars_prev = torch.cat([torch.ones(1), self.alpha_bars[:-1]])   # signal left in x_t (1 for x_0)
+        # beta tilde, the variance of q(x_t | x_{t+1}, x_0): 0 at t = 0, where x_0 is known
         self.posterior_variance = self.betas * (1 - self.alpha_bars_prev) / (1 - self.alpha_bars)
 
     def to(self, device) -> "Schedule":
@@ -91,7 +100,7 @@ def to_pixels(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- exercise references
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """Sample x_t ~ q(x_t | x_0) in closed form. x0, noise: (B, C, H, W); t: (B,) integer steps."""
+    """x_{t+1} ~ q(x_{t+1} | x_0) in closed form: the image after steps 0..t. x0, noise: (B, C, H, W); t: (B,) ints."""
     ab = per_example(schedule.alpha_bars, t)              # (B, 1, 1, 1)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise       # (B, C, H, W)
 
@@ -104,15 +113,28 @@ def diffusion_loss(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
 
 
 def p_sample(x_t: torch.Tensor, t: int, eps: torch.Tensor, schedule: Schedule, noise: torch.Tensor) -> torch.Tensor:
-    """One DDPM reverse step x_t -> x_{t-1}, given the predicted noise ``eps`` and fresh ``noise``.
+    """Reverse step t: x_{t+1} (the argument ``x_t``, the current image) -> x_t, given the predicted
+    noise ``eps`` and fresh ``noise``.
 
     Uses sigma_t^2 = beta_t; at t = 0 it returns the mean (no noise is added at the last step).
+    For the posterior's beta tilde, pass ``noise * reverse_noise_scale(schedule, t, "posterior")``.
     """
     beta, alpha, ab = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
     mean = (x_t - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
     if t == 0:
         return mean
     return mean + beta.sqrt() * noise
+
+
+def reverse_noise_scale(schedule: Schedule, t: int, variance: str = "beta") -> torch.Tensor:
+    """sigma_t / sqrt(beta_t) for the two variances DDPM allows: 1 for sigma_t^2 = beta_t ("beta"),
+    sqrt(beta_tilde_t / beta_t) for the posterior's ("posterior"). ``p_sample`` adds sqrt(beta_t) * noise,
+    so noise multiplied by this gives the chosen sigma_t."""
+    if variance == "beta":
+        return torch.ones(())
+    if variance == "posterior":
+        return (schedule.posterior_variance[t] / schedule.betas[t]).sqrt()
+    raise ValueError(f"variance must be 'beta' or 'posterior', not {variance!r}.")
 
 
 def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
@@ -141,8 +163,8 @@ def forward_process_grid(x0: torch.Tensor, schedule: Schedule, ts, seed: int = 0
 
 
 def forward_scrubber(x0: torch.Tensor, t: int, schedule_name: str = "linear", T: int = 1000, seed: int = 0):
-    """The forward-process view for the scrubber: the digits ``x0`` (in [-1, 1]) at step ``t`` of the
-    chosen schedule (``t`` from 0, almost clean, to T-1, almost pure noise). Returns a Figure."""
+    """The forward-process view for the scrubber: the digits ``x0`` (in [-1, 1]) after steps 0..t of the
+    chosen schedule, i.e. x_{t+1} (``t`` from 0, almost clean, to T-1: x_T, almost pure noise). Returns a Figure."""
     from matplotlib.figure import Figure
 
     schedule = make_schedule(schedule_name, T)
@@ -155,7 +177,7 @@ def forward_scrubber(x0: torch.Tensor, t: int, schedule_name: str = "linear", T:
     ax = fig.add_subplot()
     ax.imshow(row, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(f"{schedule_name} schedule, t = {t}: signal sqrt(alpha_bar) = {math.sqrt(ab):.3f}, "
+    ax.set_title(f"{schedule_name} schedule, t = {t}: x_{t + 1}, signal sqrt(alpha_bar) = {math.sqrt(ab):.3f}, "
                  f"noise sqrt(1 - alpha_bar) = {math.sqrt(1 - ab):.3f}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -202,14 +224,3 @@ def guidance_view(sample_fn, w: float, digit: int, n: int = 8, seed: int = 0):
     fig.tight_layout()
     return fig
 
-
-def within_class_spread(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Diversity: the mean pixel distance between two samples of the same class (higher = more varied)."""
-    flat = x.reshape(len(x), -1).float()
-    spreads = []
-    for c in y.unique():
-        group = flat[y == c]
-        if len(group) > 1:
-            d = torch.cdist(group, group)
-            spreads.append(d.sum() / (len(group) * (len(group) - 1)))
-    return torch.stack(spreads).mean().item() if spreads else float("nan")

@@ -174,14 +174,56 @@ def predicted_class_histogram(model: nn.Module, x: torch.Tensor, n_classes: int 
 
 
 def within_class_spread(x: torch.Tensor, y: torch.Tensor) -> float:
-    """How much images of the same class differ: the per-pixel standard deviation within each class,
-    averaged over pixels and classes. A generator that ignores its noise scores near 0."""
-    x = x.detach().reshape(len(x), -1).float().cpu()
+    """Variety inside each class: the mean pixel (L2) distance between two different images of the same
+    class, averaged over the classes. A generator that ignores its noise scores 0.
+
+    The one definition both GAN and diffusion lessons use; compare it with the same number for real images.
+    """
+    flat = x.detach().reshape(len(x), -1).double().cpu()
     y = y.cpu()
-    spreads = [x[y == k].std(dim=0).mean() for k in y.unique() if (y == k).sum() > 1]
+    spreads = []
+    for k in y.unique():
+        group = flat[y == k]                                        # (n_k, H * W)
+        if len(group) > 1:
+            pairs = len(group) * (len(group) - 1)                   # ordered pairs i != j
+            spreads.append(torch.cdist(group, group).sum() / pairs)
     if not spreads:
         raise ValueError("within_class_spread needs at least two images of some class.")
     return torch.stack(spreads).mean().item()
+
+
+def class_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The classifier's p(y | x) for each image: (N, n_classes), rows summing to 1."""
+    return torch.softmax(_apply(model, model, x, batch_size).double(), dim=1)
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    """exp(E_x KL(p(y | x) || p(y))) from class probabilities (N, K), p(y) being their mean.
+
+    K for samples that are each certain of one class and spread evenly over all K classes; 1 when
+    every sample gets the same prediction, or when no sample is confident.
+    """
+    probs = torch.as_tensor(probs).double()
+    if probs.dim() != 2 or len(probs) == 0:
+        raise ValueError(f"inception_score needs class probabilities of shape (N, K); got {tuple(probs.shape)}.")
+    if (probs < 0).any() or not torch.allclose(probs.sum(dim=1), torch.ones(len(probs), dtype=probs.dtype), atol=1e-6):
+        raise ValueError("inception_score needs probabilities (non-negative rows that sum to 1), not logits.")
+    marginal = probs.mean(dim=0, keepdim=True)                                   # (1, K): p(y)
+    kl = torch.where(probs > 0, probs * (probs.log() - marginal.log()), torch.zeros_like(probs)).sum(dim=1)  # (N,)
+    return kl.mean().exp().item()
+
+
+def inception_score_images(model: nn.Module, x: torch.Tensor) -> float:
+    """The Inception Score of images ``x`` under ``model`` (here the course classifier, not Inception)."""
+    return inception_score(class_probabilities(model, x))
+
+
+def mean_and_spread(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of a few repeated measurements (spread 0 for a single one)."""
+    v = torch.as_tensor([float(value) for value in values], dtype=torch.float64)
+    if len(v) == 0:
+        raise ValueError("mean_and_spread needs at least one value.")
+    return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
 
 
 def _sqrt_psd(a: np.ndarray) -> np.ndarray:
@@ -215,6 +257,17 @@ def frechet_distance(feats_a, feats_b) -> float:
 def frechet_distance_images(model: CourseClassifier, x_a: torch.Tensor, x_b: torch.Tensor) -> float:
     """Fréchet distance between two image sets on the course classifier's features."""
     return frechet_distance(classifier_features(model, x_a), classifier_features(model, x_b))
+
+
+def frechet_ratio(model: CourseClassifier, samples: torch.Tensor, reference_features: torch.Tensor,
+                  baseline: float) -> float:
+    """The Fréchet ratio: the distance from ``samples`` to the real reference set on the classifier's
+    features, divided by the real-vs-real ``baseline`` measured with as many images. 1 = "as close as
+    another real sample"; only ratios measured at the same sample size are comparable."""
+    if len(samples) != len(reference_features):
+        raise ValueError(f"compare equal sample sizes: {len(samples)} samples against {len(reference_features)} "
+                         f"reference images (the Fréchet distance depends on N).")
+    return frechet_distance(classifier_features(model, samples), reference_features) / baseline
 
 
 @torch.no_grad()
