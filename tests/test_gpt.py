@@ -121,8 +121,8 @@ def test_get_batch_targets_are_shifted_inputs():
 def test_estimate_loss_is_deterministic(model, tok):
     model.train()
     data = torch.tensor(tok.encode(TEXT))
-    a = gpt.estimate_loss(model, data, max_blocks=20)
-    assert a == gpt.estimate_loss(model, data, max_blocks=20) and a > 0
+    a = gpt.estimate_loss(model, data, windows=20)
+    assert a == gpt.estimate_loss(model, data, windows=20) and a > 0
     assert model.training  # the mode is restored
 
 
@@ -433,3 +433,70 @@ def test_check_next_token_probs_names_each_mistake(fn, hint, capsys):
 def test_checks_refuse_a_non_function():
     with pytest.raises(TypeError):
         T_.check_attention("attention")
+
+
+# ------------------------------------------------------------------ validation windows, curves, units, the saved model
+
+def test_estimate_loss_windows_are_spread_over_the_whole_split(model, tok):
+    data = torch.tensor(tok.encode(TEXT))
+    whole = gpt.estimate_loss(model, data)
+    n = (len(data) - 1) // model.cfg.block_size
+    manual = sum(model(data[i * 16:(i + 1) * 16][None], data[i * 16 + 1:(i + 1) * 16 + 1][None])[1].item()
+                 for i in range(n)) / n
+    assert whole == pytest.approx(manual, rel=1e-5)
+    a = gpt.estimate_loss(model, data, windows=64, seed=3)
+    assert a == gpt.estimate_loss(model, data, windows=64, seed=3)   # the same windows at every call
+    assert a != gpt.estimate_loss(model, data, windows=64, seed=4)
+    assert abs(a - whole) < 0.1
+    # a split whose first half differs from its second: windows drawn across all of it see both halves
+    mixed = torch.cat([torch.full((len(data),), tok.stoi["a"]), data])
+    whole, head = gpt.estimate_loss(model, mixed), gpt.estimate_loss(model, mixed[:len(data)])
+    assert abs(gpt.estimate_loss(model, mixed, windows=200) - whole) < 0.25 * abs(whole - head)
+
+
+def test_steps_to_reach_interpolates_the_first_crossing():
+    assert gpt.steps_to_reach([100, 200, 300], [2.5, 2.0, 1.5], 1.75) == pytest.approx(250)
+    assert gpt.steps_to_reach([100, 200, 300], [2.5, 1.9, 2.1], 2.0) == pytest.approx(100 + 100 * 0.5 / 0.6)
+    assert gpt.steps_to_reach([100, 200], [2.5, 2.0], 1.9) is None
+    assert gpt.steps_to_reach([100, 200], [1.5, 1.0], 2.0) == 100   # already below at the first point
+
+
+def test_bits_per_char_and_perplexity():
+    assert gpt.bits_per_char(math.log(2)) == pytest.approx(1.0)
+    assert gpt.perplexity(math.log(65)) == pytest.approx(65)
+
+
+def test_mlp_layers_are_named_and_get_the_residual_init(model):
+    names = [n for n, _ in model.named_parameters()]
+    assert "blocks.0.mlp.fc.weight" in names and "blocks.0.mlp.proj.weight" in names
+    assert not any(".net." in n for n in names)
+    torch.manual_seed(0)
+    big = gpt.GPT(gpt.GPTConfig(vocab_size=10, block_size=8, n_layer=8, n_head=2, n_embd=64))
+    assert big.blocks[0].mlp.proj.weight.std() < 0.6 * big.blocks[0].mlp.fc.weight.std()
+
+
+def test_save_and_load_pretrained(model, tok, tmp_path):
+    path = gpt.pretrained_path("Tiny Shakespeare", model.cfg, 2000)
+    assert path.parent.name == "models" and path.name.startswith("gpt_tiny_shakespeare_") and "steps2000" in path.name
+    path = tmp_path / "gpt.pt"
+    assert gpt.save_pretrained(model, tok, path, corpus="test", val_loss_nats=1.5)
+    assert not gpt.save_pretrained(model, tok, path, corpus="test", val_loss_nats=1.5)   # written once
+    loaded, info = gpt.load_pretrained(path, tok)
+    assert info == {"corpus": "test", "val_loss_nats": 1.5} and loaded.cfg == model.cfg
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert gpt.load_pretrained(path, gpt.CharTokenizer("xyz"), verbose=False) is None   # another vocabulary
+    path.write_bytes(b"not a checkpoint")
+    assert gpt.load_pretrained(path, tok, verbose=False) is None                       # damaged: None, no raise
+    assert gpt.save_pretrained(model, tok, path, corpus="test", val_loss_nats=1.5)      # and rewritten
+    assert gpt.load_pretrained(path, tok) is not None
+    assert gpt.load_pretrained(tmp_path / "missing.pt", verbose=False) is None
+
+
+def test_top_k_zero_none_and_large_all_mean_off():
+    logits = torch.randn(3, 7, generator=torch.Generator().manual_seed(0))
+    before = logits.clone()
+    plain = logits.softmax(dim=-1)
+    for off in (None, 0, 7, 50):
+        assert torch.allclose(gpt.next_token_probs(logits, 1.0, off), plain)
+    assert torch.equal(logits, before)

@@ -232,3 +232,16 @@ ELBO_MISTAKES = {
 @pytest.mark.parametrize("hint", ELBO_MISTAKES)
 def test_check_elbo_loss_names_each_mistake(hint, capsys):
     fails_with(utils.checks.check_elbo_loss, ELBO_MISTAKES[hint], capsys, hint)
+
+
+def test_binarize_draws_each_pixel_on_with_its_grey_level():
+    grey = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    b = vae.binarize(grey, torch.Generator().manual_seed(1))
+    assert b.shape == grey.shape and b.dtype == grey.dtype and set(b.unique().tolist()) <= {0.0, 1.0}
+    assert abs(b.mean().item() - grey.mean().item()) < 0.01
+    assert torch.equal(b, vae.binarize(grey, torch.Generator().manual_seed(1)))       # fixed seed: fixed test set
+    assert not torch.equal(b, vae.binarize(grey, torch.Generator().manual_seed(2)))   # dynamic: new draw
+    assert torch.equal(vae.binarize(torch.ones(4, 4)), torch.ones(4, 4))
+    assert torch.equal(vae.binarize(torch.zeros(4, 4)), torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="grey levels"):
+        vae.binarize(torch.full((2, 2), 255.0))

@@ -2,17 +2,19 @@
 
 Tokens (CharTokenizer, split, a counting bigram baseline), attention by hand (attention,
 causal_mask), the GPT itself (GPTConfig, CausalSelfAttention, Block, GPT: about 100 lines),
-training helpers (get_batch, estimate_loss, lr_at), sampling (next_token_probs, sample_next,
+training helpers (get_batch, estimate_loss, lr_at, steps_to_reach, bits_per_char, perplexity), the
+pre-trained model's file (save_pretrained, load_pretrained), sampling (next_token_probs, sample_next,
 generate), the fine-tuning corpus (load_python_source) and the widget explorers
 (sampling_figure, attention_figure).
 """
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import string
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -112,7 +114,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
         self.register_buffer("mask", causal_mask(cfg.block_size), persistent=False)
-        self.keep_weights = False  # set True to use attention() above and keep the weights for plots
+        self.keep_weights = False  # True: use the hand-written attention() and keep its weights for plots
         self.weights = None        # (B, n_head, T, T) after a forward pass with keep_weights
 
     def forward(self, x):                                             # x: (B, T, C)
@@ -131,11 +133,13 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias), nn.Dropout(cfg.dropout))
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU()
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x):  # (B, T, C) -> (B, T, C), each position on its own
-        return self.net(x)
+    def forward(self, x):                                    # x: (B, T, C), each position on its own
+        return self.drop(self.proj(self.gelu(self.fc(x))))  # (B, T, 4C) inside, (B, T, C) out
 
 
 class Block(nn.Module):
@@ -168,7 +172,7 @@ class GPT(nn.Module):
             self.head.weight = self.tok_emb.weight  # one (V, C) matrix reads and writes characters
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: smaller init for layers that add to the residual
-            if name.endswith("proj.weight") or name.endswith("net.2.weight"):
+            if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @staticmethod
@@ -214,17 +218,23 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator=No
 
 @torch.no_grad()
 def estimate_loss(model: nn.Module, data: torch.Tensor, block_size: int | None = None,
-                  batch_size: int = 64, max_blocks: int | None = None) -> float:
-    """Mean loss (nats/char) over consecutive, non-overlapping windows of ``data``: deterministic.
+                  batch_size: int = 64, windows: int | None = None, seed: int = 0) -> float:
+    """Mean loss (nats/char) on ``data``, deterministic.
 
-    Like nanoGPT's random windows, every position of a window counts, so contexts run from 1 to T.
+    ``windows`` None: all of it, in consecutive non-overlapping windows. ``windows`` n: n windows whose
+    starts are drawn at random across the whole of ``data`` (the same n for a given seed), a cheaper
+    estimate of the same number. Like nanoGPT, every position of a window counts (contexts 1 to T).
     """
     block_size = block_size or model.cfg.block_size
-    n = (len(data) - 1) // block_size
-    n = min(n, max_blocks) if max_blocks else n
+    if windows:
+        starts = torch.randint(len(data) - block_size, (windows,), generator=torch.Generator().manual_seed(seed))
+    else:
+        starts = torch.arange(0, (len(data) - 1) // block_size * block_size, block_size)
+    offsets = torch.arange(block_size)
     device = next(model.parameters()).device
-    x = data[:n * block_size].view(n, block_size).to(device)
-    y = data[1:n * block_size + 1].view(n, block_size).to(device)
+    x = data[starts[:, None] + offsets].to(device)      # (n, T)
+    y = data[starts[:, None] + offsets + 1].to(device)  # (n, T)
+    n = len(starts)
     was_training = model.training
     model.eval()
     total = 0.0
@@ -246,12 +256,87 @@ def lr_at(progress: float, lr: float, min_lr: float, warmup: float) -> float:
     return min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+def steps_to_reach(steps, losses, target: float) -> float | None:
+    """The first step at which a loss curve reaches ``target``, interpolated linearly between its points.
+
+    None when it never does. ``steps`` and ``losses`` are the curve's points, in order.
+    """
+    prev_step, prev_loss = 0, float("inf")
+    for step, loss in zip(steps, losses):
+        if loss <= target:
+            if not math.isfinite(prev_loss):
+                return float(step)
+            return prev_step + (step - prev_step) * (prev_loss - target) / (prev_loss - loss)
+        prev_step, prev_loss = step, loss
+    return None
+
+
+def bits_per_char(nats: float) -> float:
+    """A loss in nats per character in bits per character: divide by ln 2."""
+    return nats / math.log(2)
+
+
+def perplexity(nats: float) -> float:
+    """exp(loss): the number of equally likely characters the model is, on average, choosing between."""
+    return math.exp(nats)
+
+
+# --------------------------------------------------------------------------- the pre-trained model's file
+
+def pretrained_path(corpus_name: str, cfg: GPTConfig, iters: int) -> Path:
+    """Where lesson 06 keeps its pre-trained GPT under ``data/models/``: one file per corpus, size and budget."""
+    from .runtime import DATA_DIR
+
+    slug = "".join(ch if ch.isalnum() else "_" for ch in corpus_name.lower()).strip("_")
+    size = f"L{cfg.n_layer}_H{cfg.n_head}_C{cfg.n_embd}_T{cfg.block_size}"
+    return Path(DATA_DIR) / "models" / f"gpt_{slug}_{size}_steps{iters}.pt"
+
+
+def save_pretrained(model: GPT, tok: CharTokenizer, path, overwrite: bool = False, **info) -> bool:
+    """Weights to ``path`` (a state dict, for torch.load(weights_only=True)) and, beside it as ``.json``,
+    the config, the vocabulary and ``info`` (for example the corpus and the validation loss).
+
+    Written once: a file that already loads with the same config, vocabulary and ``info`` is kept (returns
+    False); a missing, damaged or mismatched one is (re)written (returns True).
+    """
+    path = Path(path)
+    if not overwrite:
+        found = load_pretrained(path, tok, verbose=False)
+        if found is not None and found[0].cfg == model.cfg and found[1] == json.loads(json.dumps(info)):
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    meta = {"config": asdict(model.cfg), "chars": tok.chars, **info}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return True
+
+
+def load_pretrained(path, tok: CharTokenizer | None = None, device="cpu", verbose: bool = True):
+    """(model, info) from save_pretrained's files, or None, with one sentence, when they are missing,
+    damaged, or made for another vocabulary than ``tok``'s."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if tok is not None and meta["chars"] != tok.chars:
+            raise ValueError("it was trained with another vocabulary")
+        model = GPT(GPTConfig(**meta["config"])).to(device)
+        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    except Exception as exc:  # missing, damaged, or from another version: the caller trains afresh
+        if verbose:
+            print(f"No usable pre-trained GPT at {path} ({exc.__class__.__name__}: {exc}).")
+        return None
+    info = {k: v for k, v in meta.items() if k not in ("config", "chars")}
+    return model, info
+
+
 # --------------------------------------------------------------------------- sampling
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
     """logits (B, V) -> probabilities (B, V): divide by the temperature, keep the top_k largest, softmax.
 
-    temperature 0 means greedy (all mass on the largest logit); top_k None or 0 keeps every token.
+    top_k: keep the top_k largest logits of each row (the others get probability 0); None or 0 means
+    off, every token kept, and a top_k of V or more keeps every token too. temperature 0 means greedy
+    (all mass on the largest logit). The logits passed in are never changed.
     """
     if temperature == 0:
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)

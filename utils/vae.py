@@ -66,6 +66,18 @@ def elbo_loss(logits, x, mu, logvar, beta: float = 1.0) -> torch.Tensor:
     return (reconstruction_nll(logits, x) + beta * kl_divergence(mu, logvar)).mean()
 
 
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary images drawn pixel by pixel: each pixel is 1 with probability its grey level in [0, 1].
+
+    Drawn afresh for every batch this is "dynamic binarisation"; drawn once with a fixed seed it gives a
+    fixed binary test set. Either way the Bernoulli decoder's -log p(x | z) is a real likelihood, in nats.
+    """
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError("binarize expects grey levels in [0, 1].")
+    noise = torch.rand(x.shape, generator=generator).to(x.device)
+    return (noise < x).to(x.dtype)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
