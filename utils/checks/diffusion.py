@@ -15,8 +15,8 @@ BROADCAST_HINT = ("Hint: alpha_bar[t] has shape (B,); reshape it to (B, 1, 1, 1)
                   "each image (for example with .view(-1, 1, 1, 1)).")
 SHAPE_ERROR_HINTS = {"size of tensor": BROADCAST_HINT, "broadcast": BROADCAST_HINT}
 
-Q_SHAPE = "x_t has the shape of x_0"
-Q_OWN_NOISE = ("two calls with the same inputs gave different x_t: use the `noise` argument as eps, do not draw "
+Q_SHAPE = "the noisy image has the shape of x_0"
+Q_OWN_NOISE = ("two calls with the same inputs gave different noisy images: use the `noise` argument as eps, do not draw "
                "your own with torch.randn.")
 Q_ALPHA = ("you used alpha_t where alpha_bar_t belongs: the closed form needs the product of all alphas "
            "up to t (schedule.alpha_bars), not the single step's alpha.")
@@ -28,21 +28,21 @@ Q_SWAPPED = "the two coefficients are swapped: x_0 gets sqrt(alpha_bar_t) and th
 Q_OFF_BY_ONE = "off by one step: alpha_bar[t] already includes step t, so do not use alpha_bar[t - 1]."
 
 LOSS_X0_TARGET = "the model is trained to predict the noise eps, not the clean image x_0: compare its output with `noise`."
-LOSS_XT_TARGET = "the target is the noise eps, not the noisy image x_t."
-LOSS_CLEAN_INPUT = "feed the model the noisy image x_t = q_sample(x0, t, noise, schedule), not the clean x_0."
+LOSS_XT_TARGET = "the target is the noise eps, not the noisy image."
+LOSS_CLEAN_INPUT = "feed the model the noisy image from q_sample(x0, t, noise, schedule), not the clean x_0."
 LOSS_SUM = "take the mean of the squared error over the batch and the pixels, not the sum."
 LOSS_ABS = "square the error (mean squared error), not its absolute value."
-LOSS_NO_LABEL = "the label y is not reaching the model: call model(x_t, t, y)."
-LOSS_ARGS_ORDER = "the model's inputs are in the wrong order: call model(x_t, t, y)."
-LOSS_ALPHA = "your x_t looks built with alpha_t instead of alpha_bar_t: does q_sample pass its check?"
-LOSS_LABEL_ARGUMENT = "Hint: the model takes three inputs, model(x_t, t, y)."
+LOSS_NO_LABEL = "the label y is not reaching the model: it takes the noisy image, t and y."
+LOSS_ARGS_ORDER = "the model's inputs are in the wrong order: the noisy image first, then t, then y."
+LOSS_ALPHA = "your noisy image looks built with alpha_t instead of alpha_bar_t: does q_sample pass its check?"
+LOSS_LABEL_ARGUMENT = "Hint: the model takes three inputs: the noisy image, t and y."
 LOSS_NOT_SCALAR = "return one number (a 0-dim tensor), the mean over batch and pixels"
 LOSS_NO_GRAD = "the loss must stay attached to the graph: do not call .item() or .detach() inside."
 LOSS_OWN_NOISE = ("two calls with the same inputs gave different losses: use the `noise` argument, do not draw "
                   "your own with torch.randn.")
 
-P_SHAPE = "x_{t-1} has the shape of x_t"
-P_SIGN = ("wrong sign in the reverse mean: it SUBTRACTS the scaled predicted noise from x_t "
+P_SHAPE = "the less noisy image has the shape of the input x"
+P_SIGN = ("wrong sign in the reverse mean: it SUBTRACTS the scaled predicted noise from the input x "
           "before dividing by sqrt(alpha_t).")
 P_ALPHA_BAR = "divide by sqrt(alpha_t) (this one step), not sqrt(alpha_bar_t)."
 P_NO_SQRT_ALPHA = "a square root is missing: divide by sqrt(alpha_t), not alpha_t."
