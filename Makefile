@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install build check bench fast-bench clean
+.PHONY: lab test nbval install build check bench fast-bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ lab: install  ## open JupyterLab on lesson 01
 test: install  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
+
+nbval: install  ## every notebook (fast mode) only: the Colab-versions CI job runs this in .venv-colab
+	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
 
 build: install  ## regenerate lessons/ from solutions/ and stamp setup cells
 	$(PY) -m course build
