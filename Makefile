@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install instructor build check bench fast-bench grade site clean
+.PHONY: lab test nbval install instructor build check bench fast-bench grade site clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lab: install  ## open JupyterLab on lesson 01
 test: instructor  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
+
+NOTEBOOKS ?= lessons solutions
+nbval: install  ## the notebooks only (fast mode), NOTEBOOKS="solutions" for some: the Colab-versions CI job runs this in .venv-colab
+	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env -p no:cacheprovider
 
 build: install  ## regenerate lessons/ from solutions/ and stamp setup cells
 	$(PY) -m course build

@@ -1,12 +1,17 @@
 """The generated cells every notebook carries: Colab/Kaggle badges and the setup cell."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .config import BADGES_TAG, BRANCH, LESSON_SLUGS, METADATA_KEY, REPO, SETUP_TAG
 from .notebook import set_source
 
 SETUP_TEMPLATE = Path(__file__).with_name("setup_cell.txt")
+RUNTIME_SOURCE = Path(__file__).resolve().parent.parent / "utils" / "runtime.py"  # read, never imported
+# Shown as its first line: JupyterLab/Notebook 7 (jupyter.source_hidden), Colab (cellView form, with the
+# template's "# @title" line), Kaggle's viewer (_kg_hide-input).
+SETUP_METADATA = {"tags": [SETUP_TAG], "jupyter": {"source_hidden": True}, "cellView": "form", "_kg_hide-input": True}
 
 BADGES_TEMPLATE = (
     "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
@@ -15,9 +20,19 @@ BADGES_TEMPLATE = (
     "(https://kaggle.com/kernels/welcome?src=https://github.com/{repo}/blob/{branch}/{folder}/{name})")
 
 
+def platform_source() -> str:
+    """``utils.runtime.platform``'s code, read (not imported) so the setup cell and utils share one definition."""
+    import ast
+
+    text = RUNTIME_SOURCE.read_text(encoding="utf-8")
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == "platform")
+    return ast.get_source_segment(text, node).replace("def platform(", "def _platform(", 1)
+
+
 def setup_source() -> str:
-    """The setup cell's code, from the template file (``{repo}``/``{branch}`` filled in, ``{{ }}`` literal)."""
-    return SETUP_TEMPLATE.read_text(encoding="utf-8").rstrip("\n").format(repo=REPO, branch=BRANCH)
+    """The setup cell's code: the template with ``{repo}``, ``{branch}`` and ``{platform}`` filled in."""
+    text = SETUP_TEMPLATE.read_text(encoding="utf-8").rstrip("\n")
+    return text.replace("{repo}", REPO).replace("{branch}", BRANCH).replace("{platform}", platform_source())
 
 
 def badges_source(folder: str, name: str) -> str:
@@ -43,7 +58,7 @@ def stamp(nb: dict, folder: str, name: str) -> dict:
               "metadata": {"tags": [BADGES_TAG]}, "source": []}
     set_source(badges, badges_source(folder, name))
     setup = {"cell_type": "code", "id": old.get(SETUP_TAG, {}).get("id", "setup"),
-             "metadata": {"tags": [SETUP_TAG]}, "source": [], "outputs": [], "execution_count": None}
+             "metadata": json.loads(json.dumps(SETUP_METADATA)), "source": [], "outputs": [], "execution_count": None}
     set_source(setup, setup_source())
     # setup goes after the "what you will learn" cell when there is one, else right after the badges
     has_objectives = len(cells) > title_at + 1 and cells[title_at + 1]["cell_type"] == "markdown"

@@ -65,6 +65,19 @@ def test_fit_lowers_the_loss_and_cache_roundtrip(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
+def test_save_writes_the_cache_once_and_keeps_it(tmp_path):
+    cfg = ae.AEConfig(latent=3, hidden=(16,))
+    path = tmp_path / "models" / "ae.pt"
+    torch.manual_seed(0)
+    first, second = ae.Autoencoder(cfg), ae.Autoencoder(cfg)
+    assert ae.save(first, path) is True
+    written = path.stat().st_mtime_ns
+    assert ae.save(second, path) is False, "a second run must reuse the cache, not rewrite it"
+    assert path.stat().st_mtime_ns == written and not list(tmp_path.rglob("*.part"))
+    kept = torch.load(path, weights_only=True)
+    assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items())
+
+
 # --------------------------------------------------------------------------- explorers
 
 def test_decode_grid_shape_and_range(model):

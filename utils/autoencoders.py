@@ -127,11 +127,19 @@ def cache_path(cfg: AEConfig, data_name: str, steps: int) -> Path:
     return Path(DATA_DIR) / "models" / f"ae_{slug}_h{hidden}_z{cfg.latent}_steps{steps}.pt"
 
 
-def save(model: Autoencoder, path: Path) -> Path:
+def save(model: Autoencoder, path: Path) -> bool:
+    """Cache ``model`` at ``path`` once: an existing cache is kept and reused. True when it wrote the file.
+
+    Written to a ``.part`` file and renamed, so an interrupted run never leaves a half-written cache.
+    """
     path = Path(path)
+    if path.is_file():
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return path
+    partial = path.with_name(path.name + ".part")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
+    partial.replace(path)
+    return True
 
 
 def load_or_train(cfg: AEConfig, x_train: torch.Tensor, data_name: str, steps: int, device="cpu",
@@ -148,6 +156,7 @@ def load_or_train(cfg: AEConfig, x_train: torch.Tensor, data_name: str, steps: i
             return model
         except Exception as exc:  # a stale, damaged or foreign file: train afresh
             print(f"The cached autoencoder {path.name} could not be loaded ({exc.__class__.__name__}); training it.")
+            path.unlink(missing_ok=True)
     fit(model, x_train, steps, seed=seed, desc=f"autoencoder (latent {cfg.latent})")
     save(model, path)
     return model
