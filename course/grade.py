@@ -8,11 +8,12 @@ one-sentence reason; it never stops the run. ``course.gradebook`` writes the CSV
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -291,25 +292,39 @@ def find_submissions(paths) -> list:
     return found
 
 
+def _grade_item(path: Path, shown: str, timeout: int, memory_mb: int | None, keep_notebook: bool,
+                threads: int) -> Grade:
+    """One submission, in a worker process: nothing about it can stop the others."""
+    if not path.exists():
+        return Grade(submission=shown, problems=["The file does not exist."])
+    try:
+        return grade_one(path, shown, timeout, memory_mb, keep_notebook, threads)
+    except Exception as exc:  # the grader's own failure on this file must not lose the others
+        return Grade(submission=shown, problems=[f"The grader could not run it ({type(exc).__name__}: {exc})."])
+
+
 def grade_all(paths, jobs: int | None = None, timeout: int = DEFAULT_TIMEOUT,
               memory_mb: int | None = DEFAULT_MEMORY_MB, keep_notebooks: bool = False, progress=None) -> list:
-    """Grade every submission, ``jobs`` at a time; the grades come back in the submissions' order."""
+    """Grade every submission, ``jobs`` at a time; the grades come back in the submissions' order.
+
+    Each submission is driven from its own worker process (started fresh, not forked): notebook clients
+    sharing one process from several threads can lose a kernel's messages and wait for ever.
+    """
     submissions = find_submissions(paths)
     jobs = max(1, jobs or os.cpu_count() or 1)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-
-    def one(item):
-        path, shown = item
-        if not path.exists():
-            grade = Grade(submission=shown, problems=["The file does not exist."])
-        else:
+    grades = [None] * len(submissions)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_grade_item, path, shown, timeout, memory_mb, keep_notebooks, threads): i
+                   for i, (path, shown) in enumerate(submissions)}
+        for future in as_completed(futures):
+            i = futures[future]
             try:
-                grade = grade_one(path, shown, timeout, memory_mb, keep_notebooks, threads)
-            except Exception as exc:  # the grader's own failure on this file must not lose the others
-                grade = Grade(submission=shown, problems=[f"The grader could not run it ({type(exc).__name__}: {exc})."])
-        if progress:
-            progress(grade)
-        return grade
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, submissions))
+                grades[i] = future.result()
+            except Exception as exc:  # the worker itself died (killed, out of memory)
+                grades[i] = Grade(submission=submissions[i][1],
+                                  problems=[f"The grader's worker stopped ({type(exc).__name__}: {exc})."])
+            if progress:
+                progress(grades[i])
+    return grades

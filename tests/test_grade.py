@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,19 @@ def wrong_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def main_batch(wrong_folder):
+def untouched_folder(tmp_path_factory):
+    """The student notebooks as handed out, cut after their last check (the training after it grades nothing;
+    nbval runs the whole notebooks)."""
+    folder = tmp_path_factory.mktemp("untouched")
+    return {p.name: gc.write(gc.cut_after_last_check(nbformat.read(str(config.LESSONS / p.name), as_version=4)),
+                             folder / p.name) for p in config.solution_paths()}
+
+
+@pytest.fixture(scope="module")
+def main_batch(wrong_folder, untouched_folder):
     solutions = config.solution_paths()
-    lessons = [config.LESSONS / p.name for p in solutions]
-    grades = grade_all([*solutions, *lessons, *wrong_folder.values()], jobs=JOBS, timeout=MAIN_TIMEOUT)
+    grades = grade_all([*solutions, *untouched_folder.values(), *wrong_folder.values()], jobs=JOBS,
+                       timeout=MAIN_TIMEOUT)
     return {Path(g.submission): g for g in grades}
 
 
@@ -70,9 +80,9 @@ def test_solutions_get_full_marks(main_batch):
         assert grade.problems == [], grade.note
 
 
-def test_untouched_lessons_are_all_not_attempted(main_batch):
+def test_untouched_lessons_are_all_not_attempted(main_batch, untouched_folder):
     for path in config.solution_paths():
-        grade = main_batch[config.LESSONS / path.name]
+        grade = main_batch[untouched_folder[path.name]]
         assert {r.status for r in grade.results.values()} == {NOT_ATTEMPTED}, grade.results
         assert grade.score == 0 and grade.problems == [], grade.note
 
@@ -104,7 +114,7 @@ def test_each_known_mistake_fails_with_its_hint(main_batch, wrong_folder):
         assert grade.score == 0 and grade.problems == []
 
 
-def test_csv_has_a_row_per_submission_and_a_column_per_exercise(main_batch, tmp_path):
+def test_csv_has_a_row_per_submission_and_a_column_per_exercise(main_batch, untouched_folder, tmp_path):
     grades = list(main_batch.values())
     path = tmp_path / "grades.csv"
     path.write_text(csv_text(grades), encoding="utf-8")
@@ -116,7 +126,7 @@ def test_csv_has_a_row_per_submission_and_a_column_per_exercise(main_batch, tmp_
     solved = by_path[config.solution_paths()[2]]
     assert solved["total"] == solved["out_of"] == "3" and solved["kl_divergence"] == PASSED
     assert solved["attention"] == ""  # another lesson's exercise
-    assert by_path[config.LESSONS / config.solution_paths()[2].name]["kl_divergence"] == NOT_ATTEMPTED
+    assert by_path[untouched_folder[config.solution_paths()[2].name]]["kl_divergence"] == NOT_ATTEMPTED
     wrong = next(row for p, row in by_path.items() if p.name == "renamed_by_student_03.ipynb")
     assert wrong["kl_divergence"] == f"{FAILED}: " + main_batch[Path(wrong["submission"])].results["kl_divergence"].message
 
