@@ -8,7 +8,6 @@ import html
 import http.server
 import os
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from course import config
 from course.notebook import read_notebook, source_text
 from course.site import EXPLORE_CALL, SEARCH_WORD, SITE_DIR, WIDGET_NOTE, mode_dir
 
-CHROMIUM = Path(os.environ.get("GENAI_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = SITE_DIR / "screenshots"
 LESSONS = [p.stem for p in config.solution_paths()]
 
@@ -99,25 +97,7 @@ def test_results_page_shows_the_benchmark(site):
     assert page.count('.png"') >= 2 and "1.886" in page and "Machine" in page
 
 
-# ------------------------------------------------------------------ in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file() and shutil.which("chromium") is None:
-        message = "chromium is not installed (apt-get install -y chromium), so the browser test cannot run."
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    if os.environ.get("CI") == "true":
-        from playwright.sync_api import sync_playwright
-    else:
-        sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    executable = CHROMIUM if CHROMIUM.is_file() else Path(shutil.which("chromium"))
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(executable), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+# ------------------------------------------------------------------ in a real browser (conftest.browser)
 
 
 @pytest.fixture(scope="module")
