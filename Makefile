@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP_INSTALL_FLAGS ?=
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test nbval install instructor build check bench fast-bench grade site clean
+.PHONY: lab test browser-test nbval install instructor build check bench fast-bench grade site clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lab: install  ## open JupyterLab on lesson 01
 test: instructor  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
 	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
+
+browser-test: instructor  ## every solution notebook in real JupyterLab in headless chromium (sliders, images, errors)
+	GENAI_LAB_BROWSER=1 GENAI_FAST=1 $(PY) -m pytest -q tests/test_lab_browser.py -p no:cacheprovider
 
 NOTEBOOKS ?= lessons solutions
 nbval: install  ## the notebooks only (fast mode), NOTEBOOKS="solutions" for some: the Colab-versions CI job runs this in .venv-colab

@@ -5,6 +5,10 @@ explorer go to tests/artifacts/screenshots/ (git-ignored; CI keeps the folder).
 
 The browser is Debian's chromium (never a downloaded one; the `browser` fixture in conftest.py). Without it
 the test skips with what to install, except under CI=true, where it fails.
+
+It runs when GENAI_LAB_BROWSER=1 (`make browser-test`). It is not yet part of `make test` and CI: one pass over
+the six notebooks takes several minutes, and it has passed whole only once so far on a busy machine, short of
+the ten passes in a row it must show before CI relies on it.
 """
 import json
 import os
@@ -31,6 +35,9 @@ SERVER_START_S = 120
 RUN_ALL_S = 600  # a fast-mode notebook takes 10-40 s on a quiet 2-core machine; a busy one is slower
 REDRAW_S = 120
 NOT_WIDGETS = ("IntSlider(", "FloatSlider(", "Dropdown(", "Loading widget")
+
+pytestmark = pytest.mark.skipif(os.environ.get("GENAI_LAB_BROWSER") != "1",
+                                reason="the JupyterLab browser test runs with GENAI_LAB_BROWSER=1 (make browser-test).")
 
 
 def free_port() -> int:
