@@ -93,8 +93,13 @@ def test_pages_load_nothing_from_the_network(site):
 
 
 def test_results_page_shows_the_benchmark(site):
+    """The page shows the measured figures of the results file the site was built from, beside their targets."""
+    import json
     page = (site / "results.html").read_text(encoding="utf-8")
-    assert page.count('.png"') >= 2 and "1.886" in page and "Machine" in page
+    entries = {e["lesson"][:2]: e for e in json.loads((config.BENCH_DIR / "results.json").read_text(encoding="utf-8"))}
+    measured = entries["06"]["metrics"]["gpt_pretrain_val_loss_nats"]
+    assert f"{measured:.4g}" in page, "the results page does not show lesson 06's measured validation loss"
+    assert "≤ 1.8" in page and "Machine" in page and page.count('.png"') >= 2
 
 
 # ------------------------------------------------------------------ in a real browser (conftest.browser)
