@@ -5,8 +5,11 @@ Shared by the benchmark and by every tool that executes notebooks (grading, the 
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,16 +49,31 @@ def memory_cap_supported() -> bool:
         return False
 
 
-def _capped_kernel_manager(memory_mb: int):
-    """A kernel manager class whose kernels start under a ``memory_mb`` cap on their data segment."""
+def _kernel_manager(connection_dir: str, memory_mb: int | None):
+    """A kernel manager class whose kernels talk over Unix sockets in ``connection_dir``, under a memory cap.
+
+    Over TCP each manager picks five free ports by binding and releasing them, and the kernel binds them
+    a moment later; managers in other processes (grading with --jobs) can pick the same port in between,
+    and the kernel then dies at start (jupyter_client issue 487). Socket files named after a fresh folder
+    cannot collide. ``memory_mb`` caps the kernel's data segment (see ``memory_cap_supported``).
+    """
     from jupyter_client import AsyncKernelManager
 
-    class CappedKernelManager(AsyncKernelManager):
+    class CourseKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            if os.name == "posix":
+                self.transport = "ipc"
+                self.connection_file = os.path.join(connection_dir, "kernel.json")
+                self.ip = os.path.join(connection_dir, "kernel-ipc")
+
         def format_kernel_cmd(self, extra_arguments=None):
             cmd = super().format_kernel_cmd(extra_arguments)
-            return [sys.executable, "-c", _CAP_MEMORY, str(memory_mb * 2**20), *cmd]
+            if memory_mb and memory_cap_supported():
+                cmd = [sys.executable, "-c", _CAP_MEMORY, str(memory_mb * 2**20), *cmd]
+            return cmd
 
-    return CappedKernelManager
+    return CourseKernelManager
 
 
 def execute(nb, cwd: Path, fast: bool, env: dict | None = None, timeout: int = 1800,
@@ -76,10 +94,10 @@ def execute(nb, cwd: Path, fast: bool, env: dict | None = None, timeout: int = 1
     if total_timeout is not None:
         deadline = start + total_timeout
         options["timeout_func"] = lambda cell: max(1, min(timeout, int(deadline - time.perf_counter()) + 1))
-    if memory_mb and memory_cap_supported():
-        options["kernel_manager_class"] = _capped_kernel_manager(memory_mb)
+    connection_dir = tempfile.mkdtemp(prefix="genai-kernel-")  # short: a socket path has ~100 characters
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(cwd)}}, **options)
+                            resources={"metadata": {"path": str(cwd)}},
+                            kernel_manager_class=_kernel_manager(connection_dir, memory_mb), **options)
     error = None
     try:
         client.execute(env=kernel_env(fast, env))
@@ -89,7 +107,12 @@ def execute(nb, cwd: Path, fast: bool, env: dict | None = None, timeout: int = 1
                  if limit == total_timeout else f"a cell ran for more than {timeout} s and was stopped.")
     except DeadKernelError:
         error = "the kernel died (a crash, or it ran out of memory)."
+    except RuntimeError as exc:  # jupyter_client: "Kernel died before replying to kernel_info"
+        error = f"the kernel did not start ({exc})."
     except CellExecutionError as exc:
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
         error = f"a cell raised an error: {lines[-1] if lines else exc}"
+    finally:
+        atexit.unregister(client._cleanup_kernel)  # nbclient leaves it registered when the kernel never started
+        shutil.rmtree(connection_dir, ignore_errors=True)
     return Execution(nb, time.perf_counter() - start, error)

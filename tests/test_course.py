@@ -1,5 +1,8 @@
 """The course tool: lessons generated from solutions, stale checks, setup cells, the benchmark."""
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -174,3 +177,32 @@ def test_execute_runs_with_its_own_environment_and_reports_errors(tmp_path, monk
     assert run.error and "ZeroDivisionError" in run.error
     assert nb.cells[0].outputs[0]["text"].split() == ["None", "yes", str(tmp_path)]
     assert __import__("os").environ["GENAI_FAST"] == "1"  # the caller's environment is untouched
+
+
+def _run_tiny_notebook(i: int):
+    from course.execute import execute
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"print({i} * 2)")])
+    run = execute(nb, cwd=Path(tempfile.gettempdir()), fast=True, timeout=60)
+    printed = nb.cells[0].outputs[0].get("text", "").strip() if nb.cells[0].outputs else ""
+    return run.error, printed
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kernels talk over Unix sockets only on POSIX systems")
+def test_kernels_started_side_by_side_in_processes_never_collide():
+    """Over TCP, managers in separate processes could pick the same free port and a kernel then died at
+    start (about 1 in 240 kernels, 8 at a time, on the 2-core machine); grading with --jobs does this."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_run_tiny_notebook, range(16)))
+    assert results == [(None, str(i * 2)) for i in range(16)]
+
+
+def test_execute_uses_unix_sockets_and_reports_a_kernel_that_cannot_start(tmp_path):
+    from course.execute import _kernel_manager, execute, memory_cap_supported
+    manager = _kernel_manager(str(tmp_path), memory_mb=None)(kernel_name="python3")
+    assert manager.transport == ("ipc" if os.name == "posix" else "tcp")
+    if memory_cap_supported():  # 1 MB is too little for Python itself: the kernel dies before it answers
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+        run = execute(nb, cwd=tmp_path, fast=True, timeout=60, memory_mb=1)
+        assert run.error and "kernel" in run.error
