@@ -17,6 +17,7 @@ from . import config
 from .execute import execute
 
 BENCH_ENV = ("GENAI_SHAKESPEARE", "GENAI_DEVICE", "GENAI_OFFLINE", "GENAI_DATA_DIR")  # recorded with the command
+PATH_ENV = ("GENAI_SHAKESPEARE", "GENAI_DATA_DIR")  # paths: relative to where the command runs, not the notebook
 METRICS_ENV = "GENAI_METRICS_FILE"
 PEAK_CELL = ("import utils.runtime as _rt\n"
              "_rt.report_metric('_peak_mb', _rt.peak_memory_mb(), 'MB')")
@@ -45,6 +46,13 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB RAM, {gpu}"
 
 
+def absolute_paths(environ=os.environ) -> dict:
+    """The path variables that are set, made absolute: the kernel runs in the notebook's folder, so
+    ``GENAI_SHAKESPEARE=../shared/data/tinyshakespeare.txt`` typed at the repository root must not be
+    read from ``solutions/``."""
+    return {name: os.path.abspath(environ[name]) for name in PATH_ENV if environ.get(name)}
+
+
 def run_notebook(path: Path, fast: bool, timeout: int = 1800) -> dict:
     """Execute one notebook in a fresh kernel; return seconds, peak MB and reported metrics."""
     import nbformat
@@ -53,7 +61,7 @@ def run_notebook(path: Path, fast: bool, timeout: int = 1800) -> dict:
     nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))
     with tempfile.TemporaryDirectory() as tmp:
         metrics_file = Path(tmp) / "metrics.json"
-        run = execute(nb, cwd=path.parent, fast=fast, env={METRICS_ENV: str(metrics_file)}, timeout=timeout)
+        run = execute(nb, cwd=path.parent, fast=fast, env={METRICS_ENV: str(metrics_file), **absolute_paths()}, timeout=timeout)
         if run.error:
             raise SystemExit(f"bench: {path.name}: {run.error}")
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}

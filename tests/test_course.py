@@ -206,3 +206,11 @@ def test_execute_uses_unix_sockets_and_reports_a_kernel_that_cannot_start(tmp_pa
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
         run = execute(nb, cwd=tmp_path, fast=True, timeout=60, memory_mb=1)
         assert run.error and "kernel" in run.error
+
+
+def test_bench_gives_the_kernel_absolute_data_paths(tmp_path, monkeypatch):
+    """The kernel runs in solutions/, so a path typed relative to the repository must arrive absolute."""
+    monkeypatch.chdir(tmp_path)
+    env = {"GENAI_SHAKESPEARE": "../shared/data/tinyshakespeare.txt", "GENAI_DEVICE": "cpu"}
+    assert bench.absolute_paths(env) == {"GENAI_SHAKESPEARE": str(tmp_path.parent / "shared/data/tinyshakespeare.txt")}
+    assert bench.absolute_paths({"GENAI_DATA_DIR": "/abs/data"}) == {"GENAI_DATA_DIR": "/abs/data"}
