@@ -47,8 +47,9 @@ def untouched_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def main_batch(wrong_folder, untouched_folder):
     solutions = config.solution_paths()
-    # one at a time: two whole lessons graded side by side once left a kernel's client waiting for ever
-    # (not understood yet; the bad batch below still runs two at a time)
+    # One at a time, to keep CI's time predictable. Side by side, kernels in separate worker processes once
+    # picked the same TCP port (jupyter_client#487); course/execute.py now gives each kernel Unix sockets in
+    # its own folder, test_course.py starts kernels side by side, and the bad batch below runs two at a time.
     grades = grade_all([*solutions, *untouched_folder.values(), *wrong_folder.values()], jobs=1,
                        timeout=MAIN_TIMEOUT)
     return {Path(g.submission): g for g in grades}
