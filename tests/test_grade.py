@@ -47,9 +47,10 @@ def untouched_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def main_batch(wrong_folder, untouched_folder):
     solutions = config.solution_paths()
-    # One at a time, to keep CI's time predictable. Side by side, kernels in separate worker processes once
-    # picked the same TCP port (jupyter_client#487); course/execute.py now gives each kernel Unix sockets in
-    # its own folder, test_course.py starts kernels side by side, and the bad batch below runs two at a time.
+    # One at a time, to keep CI's time predictable. Side by side over TCP, kernels in separate worker processes
+    # could pick the same port (jupyter_client#487; reproduced as a kernel dying at start, the likely cause of
+    # a hang seen here once). course/execute.py now gives each kernel Unix sockets in its own folder;
+    # test_course.py starts kernels side by side, and the bad batch below runs two at a time.
     grades = grade_all([*solutions, *untouched_folder.values(), *wrong_folder.values()], jobs=1,
                        timeout=MAIN_TIMEOUT)
     return {Path(g.submission): g for g in grades}
