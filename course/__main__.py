@@ -12,7 +12,7 @@ def grade_command(args) -> int:
     import time
     from pathlib import Path
 
-    from .grade import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, grade_all
+    from .grade import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, files_not_graded, grade_all
     from .gradebook import csv_text, summary_text, write_feedback
 
     out = Path(args.out)
@@ -25,6 +25,10 @@ def grade_command(args) -> int:
         result = f"{grade.score}/{len(grade.results)}" if grade.lesson else "not graded"
         print(f"{grade.submission}: {result}" + (f" ({grade.note})" if grade.note else ""), flush=True)
 
+    skipped = files_not_graded(args.submissions)
+    if skipped:
+        print(f"grade: {len(skipped)} file(s) in the folders given are not notebooks and are not graded: "
+              + ", ".join(str(p) for p in skipped) + " (ask for the .ipynb, or pass a file by name to get its reason).")
     grades = grade_all(args.submissions, jobs=args.jobs, timeout=timeout, memory_mb=memory,
                        keep_notebooks=bool(args.feedback), progress=progress)
     if not grades:

@@ -292,6 +292,13 @@ def find_submissions(paths) -> list:
     return found
 
 
+def files_not_graded(paths) -> list:
+    """Files directly inside the folders given that a folder search passes over (not notebooks, not hidden):
+    a submission handed in as a PDF or a script should be seen, not silently left out."""
+    return [p for given in map(Path, paths) if given.is_dir() for p in sorted(given.iterdir())
+            if p.is_file() and p.suffix != ".ipynb" and not p.name.startswith(".")]
+
+
 def _grade_item(path: Path, shown: str, timeout: int, memory_mb: int | None, keep_notebook: bool,
                 threads: int) -> Grade:
     """One submission, in a worker process: nothing about it can stop the others."""

@@ -269,3 +269,17 @@ def test_grade_command_names_a_missing_folder_and_exits_nonzero(tmp_path):
     empty.mkdir()
     run = run_in(ROOT, f"python -m course grade {empty} --out {tmp_path / 'g.csv'}")
     assert run.returncode == 2 and "no submissions found" in run.stdout
+
+
+def test_grade_command_names_files_in_a_folder_that_are_not_notebooks(tmp_path):
+    folder = tmp_path / "handed_in"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "essay.pdf").write_bytes(b"%PDF-1.4")
+    (folder / "answers.py").write_text("x = 1\n")
+    (folder / ".DS_Store").write_bytes(b"")
+    (folder / "nested" / "data.csv").write_text("a\n")
+    from course.grade import files_not_graded
+    assert [p.name for p in files_not_graded([folder])] == ["answers.py", "essay.pdf"]
+    run = run_in(ROOT, f"python -m course grade {folder} --out {tmp_path / 'g.csv'}")
+    assert run.returncode == 2 and "2 file(s) in the folders given are not notebooks" in run.stdout
+    assert "essay.pdf" in run.stdout and "answers.py" in run.stdout and ".DS_Store" not in run.stdout
