@@ -23,12 +23,12 @@ instructor: $(VENV)/.instructor  ## add nbgrader (for route 2 of docs/INSTRUCTOR
 lab: install  ## open JupyterLab on lesson 01
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) lessons/01_discriminative_vs_generative.ipynb
 
-test: instructor  ## unit tests + every notebook (fast mode) + lessons/ in sync with solutions/
+test: instructor  ## unit tests + every notebook (fast mode, also in real JupyterLab) + lessons/ in sync with solutions/
 	$(PY) -m course check
 	GENAI_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-current-env -p no:cacheprovider
 
 browser-test: instructor  ## every solution notebook in real JupyterLab in headless chromium (sliders, images, errors)
-	GENAI_LAB_BROWSER=1 GENAI_FAST=1 $(PY) -m pytest -q tests/test_lab_browser.py -p no:cacheprovider
+	GENAI_FAST=1 $(PY) -m pytest -q tests/test_lab_browser.py -p no:cacheprovider
 
 NOTEBOOKS ?= lessons solutions
 nbval: install  ## the notebooks only (fast mode), NOTEBOOKS="solutions" for some: the Colab-versions CI job runs this in .venv-colab
