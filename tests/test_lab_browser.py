@@ -6,7 +6,7 @@ explorer go to tests/artifacts/screenshots/ (git-ignored; CI keeps the folder).
 The browser is Debian's chromium (never a downloaded one; the `browser` fixture in conftest.py). Without it
 the test skips with what to install, except under CI=true, where it fails.
 
-It is part of `make test` and so of CI (about four minutes on a quiet 2-core machine); `make browser-test` runs
+It is part of `make test` and so of CI (about three minutes on a quiet 2-core machine); `make browser-test` runs
 it alone. GENAI_LAB_BROWSER=0 leaves it out of a quick local `pytest tests`; under CI=true it always runs.
 """
 import json
