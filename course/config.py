@@ -25,6 +25,8 @@ LESSON_SLUGS = {
     "04": "gan",
     "05": "diffusion",
     "06": "gpt",
+    "07": "evaluation",
+    "08": "objectives",
 }
 METADATA_KEY = "genai"  # notebook metadata the build stamps: {"lesson": "03", "slug": "vae"}
 

@@ -16,7 +16,7 @@ from .notebook import has_tag, set_source, source_text
 POINTS = 1  # per exercise, in nbgrader and in the GitHub Classroom template alike
 SCHEMA_VERSION = 3
 CHECK_LINE = re.compile(r"^(\w+) = utils\.checks\.(\w+)\(\1\)$")
-EXERCISE_DEF = re.compile(r"^def (\w+)\(", re.M)
+EXERCISE_DEF = re.compile(r"^(?:def|class) (\w+)\b", re.M)  # a function, or a module the learner builds
 ANSWER = "_learners_answer"
 
 

@@ -49,7 +49,7 @@ WRONG = {
     "next_token_probs": "return (logits * temperature).softmax(dim=-1)",
 }
 SOLVED, BLANK = "solution", "stub"
-EXERCISE_DEF = re.compile(r"^def (\w+)\(", re.M)
+EXERCISE_DEF = re.compile(r"^(?:def|class) (\w+)\b", re.M)
 
 
 def lesson_path(lesson: str, folder: Path = config.SOLUTIONS) -> Path:
@@ -80,10 +80,34 @@ def answer(nb, answers: dict):
         if name is None or answers.get(name, SOLVED) == SOLVED:
             continue
         body = answers[name]
+        if isinstance(body, tuple):  # a build exercise with several regions (a module's __init__ and forward)
+            cell.source = answer_regions(source_text(cell), body, f"cell {i}")
+            continue
         lines = config.CODE_STUB if body == BLANK else body.splitlines()
         cell.source, _ = replace_regions(source_text(cell), config.BEGIN_SOLUTION, config.END_SOLUTION,
                                          lines, f"cell {i}")
     return nb
+
+
+def answer_regions(text: str, bodies: tuple, where: str) -> str:
+    """``text`` with its n-th solution region replaced by ``bodies[n]`` (SOLVED keeps that region's answer)."""
+    lines, out, n = text.splitlines(), [], 0
+    while lines:
+        line = lines.pop(0)
+        if line.strip() != config.BEGIN_SOLUTION:
+            out.append(line)
+            continue
+        end = next(k for k, rest in enumerate(lines) if rest.strip() == config.END_SOLUTION)
+        region, lines = [line] + lines[: end + 1], lines[end + 1:]
+        body = bodies[n] if n < len(bodies) else SOLVED
+        n += 1
+        if body == SOLVED:
+            out.extend(region)
+        else:
+            stub = config.CODE_STUB if body == BLANK else body.splitlines()
+            replaced, _ = replace_regions("\n".join(region), config.BEGIN_SOLUTION, config.END_SOLUTION, stub, where)
+            out.extend(replaced.splitlines())
+    return "\n".join(out)
 
 
 def cut_after_last_check(nb):

@@ -1,6 +1,12 @@
 """The check contract itself: names, the fall-back, hints for errors and shapes, inputs changed in place, logs."""
+import ast
+import importlib
+import inspect
 import json
+import re
+import textwrap
 
+import pytest
 import torch
 
 import utils
@@ -124,3 +130,84 @@ def test_a_mistake_predicate_that_cannot_judge_an_answer_does_not_raise(capsys):
     assert not check_demo(lambda: torch.zeros(3, dtype=torch.float64))
     out = capsys.readouterr().out
     assert VALUES_OFF in out and "HINT-NEVER" not in out
+
+
+# ------------------------------------------------------------------ two levels of hints
+from utils.checks.core import Hint
+
+CODE_SPAN = re.compile(r"`([^`]*)`")
+
+
+def _first_hints(module) -> dict[str, str]:
+    """Every module-level hint sentence a check may print first (Hint or plain str constants)."""
+    return {name: value for name, value in vars(module).items()
+            if isinstance(value, str) and name.isupper() and not name.startswith("_")}
+
+
+def _reference_fragments(reference) -> set[str]:
+    """The reference's code, as whitespace-free expressions of 12 or more characters."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(reference)))
+    fragments = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.BinOp, ast.Call, ast.Compare, ast.UnaryOp, ast.Subscript)):
+            text = re.sub(r"\s+", "", ast.unparse(node))
+            if len(text) >= 12:
+                fragments.add(text)
+    return fragments
+
+
+def _converted_modules():
+    """The check modules written with two levels of hints (they define SECOND_HINTS)."""
+    names = sorted({check.body.__module__ for check in utils.checks.CHECKS.values()})
+    return [m for m in map(importlib.import_module, names) if hasattr(m, "SECOND_HINTS")]
+
+
+@pytest.mark.parametrize("module", _converted_modules(), ids=lambda m: m.__name__)
+def test_first_hints_name_the_symptom_not_the_code(module):
+    hints = _first_hints(module)
+    checks = [c for c in utils.checks.CHECKS.values() if c.body.__module__ == module.__name__]
+    fragments = set().union(*(_reference_fragments(c.reference()) for c in checks))
+    for name, text in hints.items():
+        flat = re.sub(r"\s+", "", text).replace("`", "")
+        leaked = [f for f in fragments if f in flat]
+        assert not leaked, f"{module.__name__}.{name} quotes the reference's code {leaked[0]!r}: move it to `more`"
+        calls = [span for span in CODE_SPAN.findall(text) if "(" in span or "=" in span]
+        assert not calls, f"{module.__name__}.{name} gives code ({calls[0]!r}) in the first hint: move it to `more`"
+
+
+@pytest.mark.parametrize("module", _converted_modules(), ids=lambda m: m.__name__)
+def test_every_exercise_has_a_stronger_hint(module):
+    for check in utils.checks.CHECKS.values():
+        if check.body.__module__ == module.__name__:
+            assert len(module.SECOND_HINTS.get(check.exercise, "")) > 20, f"{check.exercise} has no SECOND_HINTS entry"
+    for name, text in _first_hints(module).items():
+        if isinstance(text, Hint):
+            assert text.more and text.more != str(text), f"{name}'s stronger hint says nothing more"
+
+
+def test_hint_prints_the_stronger_hint_for_the_last_mistake(capsys):
+    @_demo_check
+    def check_demo_hints(c, fn):
+        c.close(c.call(fn, torch.ones(3)), torch.full((3,), 2.0),
+                mistakes={Hint("the result is half what it should be", more="SECRET-FIX"): torch.ones(3)})
+
+    utils.checks.CHECKS["demo_hints"] = check_demo_hints
+    try:
+        assert not check_demo_hints(lambda x: x.clone())
+        line = capsys.readouterr().out
+        assert "half what it should be" in line and "SECRET-FIX" not in line  # the first hint keeps the fix back
+        utils.checks.hint("demo_hints")
+        assert "SECRET-FIX" in capsys.readouterr().out
+        def demo_hints(x):  # the learner's own function names its exercise too
+            return x
+        for exercise in (demo_hints, check_demo_hints):
+            utils.checks.hint(exercise)
+            assert "SECRET-FIX" in capsys.readouterr().out
+        assert check_demo_hints(lambda x: 2 * x)
+        capsys.readouterr()
+        utils.checks.hint("demo_hints")
+        assert "already passes" in capsys.readouterr().out
+    finally:
+        del utils.checks.CHECKS["demo_hints"]
+    utils.checks.hint("no_such_exercise")
+    assert "no exercise named 'no_such_exercise'" in capsys.readouterr().out

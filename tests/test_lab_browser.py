@@ -204,7 +204,19 @@ def test_notebook_runs_in_lab_and_its_explorers_redraw(lab, browser, name):
         as_text = [marker for marker in NOT_WIDGETS for text in outputs if marker in text]
         assert not as_text, f"{name}: a widget shows as text ({as_text[0]!r}), not as a control"
 
-        explorers = page.locator(".jp-OutputArea-output:has(.widget-output)")
+        questions = page.locator(".genai-quiz:not(:has(.genai-quiz))")  # one question each (a quiz holds several)
+        quiz_calls = sum("".join(cell["source"]).count("utils.quiz.ask(") for cell in
+                         json.loads(committed)["cells"] if cell["cell_type"] == "code")
+        if quiz_calls:
+            first = questions.first
+            first.scroll_into_view_if_needed()
+            first.locator("input[type=radio]").first.check()
+            first.locator("button").first.click()
+            page.wait_for_function("(q) => /\u2705|\u274c/.test(q.innerText)", arg=first.element_handle(),
+                                   timeout=REDRAW_S * 1000)
+            first.screenshot(path=str(SCREENSHOTS / f"{Path(name).stem}_question1.png"))
+
+        explorers = page.locator(".jp-OutputArea-output:has(.widget-output):not(:has(.genai-quiz))")
         count = explorers.count()
         for k in range(count):
             explorer = explorers.nth(k)

@@ -12,9 +12,9 @@ Importing this package imports every lesson's checks, and so every lesson module
 import importlib
 import pkgutil
 
-from .core import Check, ExerciseCheck, Failure, exercise_check
+from .core import Check, ExerciseCheck, Failure, Hint, exercise_check
 
-__all__ = ["Check", "ExerciseCheck", "Failure", "exercise_check", "CHECKS"]
+__all__ = ["Check", "ExerciseCheck", "Failure", "Hint", "exercise_check", "CHECKS"]
 CHECKS: dict[str, ExerciseCheck] = {}  # exercise name -> its check
 
 for _module in pkgutil.iter_modules(__path__):
@@ -29,3 +29,16 @@ for _module in pkgutil.iter_modules(__path__):
             globals()[f"check_{_check.exercise}"] = _check
             globals()[_check.exercise] = _check.use
             __all__ += [f"check_{_check.exercise}", _check.exercise]
+
+
+def hint(exercise: str) -> None:
+    """Print the stronger hint for ``exercise``: for the mistake its last check found, else the general one."""
+    name = getattr(exercise, "exercise", None) or getattr(exercise, "__name__", exercise)  # a check, your function, or a name
+    check = CHECKS.get(name)
+    if check is None:
+        print(f"There is no exercise named {exercise!r}; the exercises are: {', '.join(sorted(CHECKS))}.")
+        return
+    print(check.stronger_hint())
+
+
+__all__ += ["hint"]

@@ -16,6 +16,12 @@ changed in place are all reported as failures. It raises only when misused (not 
 ``utils.checks.<exercise>(fn)`` runs the same check and returns the function the lesson should go on
 with: the learner's when it passes, otherwise the reference ``utils.<lesson>.<exercise>``.
 
+Hints come in two levels. The printed line names the **symptom** ("your KL is negative for some
+inputs"). A ``Hint`` constant also carries a stronger one, ``Hint(symptom, more=...)``, and each check
+module has ``SECOND_HINTS = {exercise: ...}`` for when no specific mistake was recognised;
+``utils.checks.hint("kl_divergence")`` prints the stronger hint for the learner's last failed try.
+Only ``solutions/`` holds the answer itself.
+
 When the environment variable ``GENAI_CHECK_LOG`` names a file, every check also appends one JSON
 line there: ``{"exercise", "lesson", "status", "message"}`` with status ``passed``, ``failed`` or
 ``not attempted``. Graders read that file; nobody parses the printed lines.
@@ -42,12 +48,28 @@ IN_PLACE = ("your function changed its input `{}` in place, so the caller's tens
             "leave the inputs as they are and build new tensors for the result.")
 
 
-class Failure(Exception):
-    """A wrong answer, with the one-line explanation to print. Raised by ``Check.fail``."""
+class Hint(str):
+    """A first hint (the symptom, what the check prints) that carries a stronger one in ``more``.
 
-    def __init__(self, message: str, status: str = FAILED):
+    It is a ``str``, so it works wherever a hint does: ``c.fail(HINT)``, ``mistakes={HINT: wrong}``.
+    """
+
+    def __new__(cls, symptom: str, more: str = ""):
+        hint = super().__new__(cls, symptom)
+        hint.more = more
+        return hint
+
+
+class Failure(Exception):
+    """A wrong answer, with the one-line explanation to print. Raised by ``Check.fail``.
+
+    ``more`` is the stronger hint for this mistake (empty when only the exercise's general one applies).
+    """
+
+    def __init__(self, message: str, status: str = FAILED, more: str = ""):
         super().__init__(message)
         self.status = status
+        self.more = more or getattr(message, "more", "")
 
 
 def _argument_names(fn, args, kwargs) -> list[str]:
@@ -67,8 +89,8 @@ class Check:
         self.name = name
         self.cases = 0
 
-    def fail(self, message: str):
-        raise Failure(message)
+    def fail(self, message: str, more: str = ""):
+        raise Failure(message, more=more)
 
     def call(self, fn, *args, error_hints: dict | None = None, **kwargs):
         """Call the learner's function and return what it returns.
@@ -91,7 +113,7 @@ class Check:
             message = f"{RAISED} {type(exc).__name__}: {exc}"
             for fragment, hint in (error_hints or {}).items():
                 if fragment in str(exc):
-                    self.fail(f"{message}. {hint}")
+                    self.fail(f"{message}. {hint}", more=getattr(hint, "more", ""))
             self.fail(message)
         for name, tensor, before in snapshots:
             if tensor.shape != before.shape or not torch.equal(tensor.detach(), before):
@@ -116,13 +138,14 @@ class Check:
             for wrong_shape, mistake_hint in (mistakes or {}).items():
                 if got == tuple(wrong_shape):
                     self.fail(mistake_hint)
-            self.fail(f"the result has shape {got}, expected {tuple(expected)}" + (f": {hint}" if hint else "."))
+            self.fail(f"the result has shape {got}, expected {tuple(expected)}" + (f": {hint}" if hint else "."),
+                      more=getattr(hint, "more", ""))
         return out
 
     def finite(self, out, hint: str = "") -> torch.Tensor:
         out = self.tensor(out)
         if out.is_floating_point() and not torch.isfinite(out).all():
-            self.fail("the result contains NaN or inf" + (f": {hint}" if hint else "."))
+            self.fail("the result contains NaN or inf" + (f": {hint}" if hint else "."), more=getattr(hint, "more", ""))
         return out
 
     def close(self, out, expected, mistakes: dict | None = None, hint: str = "",
@@ -153,11 +176,55 @@ class Check:
             if wrong.shape == out.shape and torch.allclose(out, wrong, atol=atol, rtol=rtol):
                 self.fail(mistake_hint)
         worst = (out - expected).abs().max().item()
-        self.fail(f"{VALUES_OFF} (largest difference {worst:.3g})" + (f". Hint: {hint}" if hint else "."))
+        self.fail(f"{VALUES_OFF} (largest difference {worst:.3g})" + (f". Hint: {hint}" if hint else "."),
+                  more=getattr(hint, "more", ""))
 
     def true(self, condition: bool, message: str) -> None:
         if not condition:
             self.fail(message)
+
+    # ---------------------------------------------------------------- build exercises (a module, a loop)
+    def module(self, make, *args, **kwargs) -> torch.nn.Module:
+        """Build the learner's module, ``make(*args)``; anything but an ``nn.Module`` is a failure."""
+        module = self.call(make, *args, **kwargs)
+        if not isinstance(module, torch.nn.Module):
+            self.fail(f"building it gave a {type(module).__name__}, not an nn.Module: does the class "
+                      f"inherit from nn.Module and call super().__init__()?")
+        return module
+
+    def same_weights(self, module: torch.nn.Module, reference: torch.nn.Module, hint: str = "") -> None:
+        """Copy the reference's weights into the learner's module; names a missing or extra layer."""
+        mine, theirs = module.state_dict(), reference.state_dict()
+        missing = [k for k in theirs if k not in mine]
+        extra = [k for k in mine if k not in theirs]
+        if missing or extra:
+            what = (f"it has no `{missing[0]}`" if missing else f"it has a `{extra[0]}` that the reference has not")
+            self.fail(f"your module's layers are not the ones the exercise names: {what}"
+                      + (f" ({hint})" if hint else "."))
+        for key, value in theirs.items():
+            if mine[key].shape != value.shape:
+                self.fail(f"your `{key}` has shape {tuple(mine[key].shape)}, the reference's "
+                          f"{tuple(value.shape)}: check the sizes you built it with.")
+        module.load_state_dict(theirs)
+
+    def gradients_reach(self, module: torch.nn.Module, loss: torch.Tensor, hint: str = "") -> None:
+        """``loss.backward()`` must give every parameter of ``module`` a gradient that is not all zero."""
+        self.true(isinstance(loss, torch.Tensor) and loss.requires_grad,
+                  "the loss carries no gradient: was something detached, or computed under torch.no_grad()?")
+        module.zero_grad(set_to_none=True)
+        loss.backward()
+        for name, p in module.named_parameters():
+            if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0):
+                self.fail(f"no gradient reaches `{name}`: is that layer used in forward, and is nothing "
+                          f"detached on the way?" + (f" {hint}" if hint else ""))
+
+    def learns(self, losses: list[float], hint: str, factor: float = 0.9) -> None:
+        """A few steps on a small fixed batch must lower the loss (the last below ``factor`` × the first)."""
+        losses = [float(x) for x in losses]
+        if not all(math.isfinite(x) for x in losses):
+            self.fail("the loss became NaN or inf during the steps: " + hint)
+        if not losses[-1] < factor * losses[0]:
+            self.fail(f"the loss does not go down in {len(losses)} steps ({losses[0]:.3g} -> {losses[-1]:.3g}): {hint}")
 
 
 def _shows(predicate, out: torch.Tensor) -> bool:
@@ -191,13 +258,14 @@ class ExerciseCheck:
         self.body = body
         self.exercise = body.__name__[len("check_"):]
         self.lesson = body.__module__.rsplit(".", 1)[-1]  # utils.checks.vae -> vae
+        self.last: tuple[str, str, str] | None = None  # (status, message, stronger hint) of the last try
 
     def reference(self):
         """The course's own answer, ``utils.<lesson>.<exercise>``."""
         return getattr(importlib.import_module(f"utils.{self.lesson}"), self.exercise)
 
     def run(self, fn, *args, **kwargs) -> tuple[str, str]:
-        """(status, message) without printing."""
+        """(status, message) without printing; ``self.last`` keeps them with the stronger hint."""
         if not callable(fn):
             raise TypeError(f"{self.__name__} expects your function itself (e.g. "
                             f"{self.__name__}({self.exercise})), not a {type(fn).__name__}.")
@@ -208,10 +276,26 @@ class ExerciseCheck:
             with torch.random.fork_rng():
                 self.body(c, fn, *args, **kwargs)
         except Failure as failure:
+            self.last = (failure.status, str(failure), failure.more)
             return failure.status, str(failure)
         finally:
             torch.set_num_threads(threads)
+        self.last = (PASSED, "", "")
         return PASSED, f"correct ({c.cases} test case{'s' * (c.cases != 1)} passed)."
+
+    def second_hint(self) -> str:
+        """The exercise's general stronger hint, from its module's ``SECOND_HINTS``."""
+        return getattr(importlib.import_module(self.body.__module__), "SECOND_HINTS", {}).get(self.exercise, "")
+
+    def stronger_hint(self) -> str:
+        """What ``utils.checks.hint(exercise)`` prints: the hint for the last failed try, else the general one."""
+        status, message, more = self.last or ("", "", "")
+        general = self.second_hint() or "no stronger hint is written for this exercise yet."
+        if status == PASSED:
+            return f"{self.exercise} already passes. In general: {general}"
+        if status == FAILED and more:
+            return f"{self.exercise}, your last try ({message.rstrip('.')}): {more}"
+        return f"{self.exercise}: {general}"
 
     def __call__(self, fn, *args, _fallback: str = "", **kwargs) -> bool:
         status, message = self.run(fn, *args, **kwargs)
