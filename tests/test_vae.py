@@ -1,4 +1,6 @@
 """Lesson 03: reference answers, checks (both directions, with the specific hints) and explorers."""
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -67,6 +69,69 @@ def test_sample_prior_is_seeded(model2d):
     assert a.shape == (6, 1, 28, 28) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
     grid = vae.prior_grid(model2d, 2, n=8, nrow=4)
     assert grid.shape == (2 * 29 + 1, 4 * 29 + 1)
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+def _tiny_data(name="MNIST (offline subset)", n=40):
+    return utils.data.ImageData(torch.rand(n, 1, 28, 28), torch.zeros(n, dtype=torch.long),
+                                torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), name, "test")
+
+
+def test_vae_path_names_data_size_architecture_and_steps():
+    cfg = vae.VAEConfig(hidden=400, latent=20)
+    path = vae.vae_path(_tiny_data(), cfg, 3000)
+    assert path.parent.name == "models" and path.suffix == ".pt"
+    assert path.name == "vae-mnist-offline-subset-n40-h400-z20-steps3000.pt"
+    others = {vae.vae_path(_tiny_data("Fashion-MNIST"), cfg, 3000), vae.vae_path(_tiny_data(n=50), cfg, 3000),
+              vae.vae_path(_tiny_data(), vae.VAEConfig(latent=2), 3000), vae.vae_path(_tiny_data(), cfg, 150)}
+    assert path not in others and len(others) == 4
+
+
+def test_save_and_load_vae_round_trip(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = vae.VAE(vae.VAEConfig(hidden=16, latent=3))
+    path = tmp_path / "models" / "vae.pt"
+    assert vae.save_vae(path, model) is True
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert not list(path.parent.glob("*.part"))                       # nothing half-written left behind
+    loaded = vae.load_vae(path)
+    assert isinstance(loaded, vae.VAE) and not loaded.training and loaded.cfg == model.cfg
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(loaded.encode(x)[0]), model.decode(model.encode(x)[0]))
+    other = vae.VAE(vae.VAEConfig(hidden=16, latent=3))
+    assert vae.save_vae(path, other) is False                           # an existing file is kept
+    assert torch.equal(vae.load_vae(path).decoder.net[0].weight, model.decoder.net[0].weight)
+    assert capsys.readouterr().out == ""
+
+
+def test_load_vae_returns_none_for_a_missing_file(tmp_path, capsys):
+    assert vae.load_vae(tmp_path / "absent.pt") is None
+    assert "No saved VAE" in capsys.readouterr().out
+    assert vae.load_vae(tmp_path / "absent.pt", verbose=False) is None
+    assert capsys.readouterr().out == ""
+
+
+def test_load_vae_returns_none_for_a_damaged_file(tmp_path, capsys):
+    path = tmp_path / "vae.pt"
+    vae.save_vae(path, vae.VAE(vae.VAEConfig(hidden=16, latent=3)))
+    path.write_bytes(path.read_bytes()[:100])                           # truncated
+    assert vae.load_vae(path) is None
+    out = capsys.readouterr().out
+    assert "could not be used" in out and out.count("\n") == 1
+
+
+def test_load_vae_returns_none_when_weights_and_config_disagree(tmp_path, capsys):
+    path = tmp_path / "vae.pt"
+    vae.save_vae(path, vae.VAE(vae.VAEConfig(hidden=16, latent=3)))
+    path.with_suffix(".json").write_text(json.dumps({"image_shape": [1, 28, 28], "hidden": 16, "latent": 5}))
+    assert vae.load_vae(path) is None
+    assert "could not be used" in capsys.readouterr().out
+    path.with_suffix(".json").write_text("{not json")
+    assert vae.load_vae(path) is None
+    path.with_suffix(".json").unlink()
+    assert vae.load_vae(path) is None
 
 
 # --------------------------------------------------------------------------- explorers

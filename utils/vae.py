@@ -1,7 +1,14 @@
-"""Lesson 03 (variational autoencoders): the model, reference answers, evaluation and explorers."""
+"""Lesson 03 (variational autoencoders): the model, reference answers, evaluation and explorers.
+
+Lesson 03 saves its trained 20-D VAE with ``save_vae(vae_path(data, cfg, steps), model)``; later lessons
+load it with ``load_vae(path)``, which returns None when the file is missing, damaged or mismatched.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,6 +115,55 @@ def sample_prior(model: nn.Module, n: int, latent: int, seed: int = 0) -> torch.
     """Decode n codes drawn from N(0, I): images (n, 1, H, W) in [0, 1]. Works for an AE too."""
     z = torch.randn(n, latent, generator=torch.Generator().manual_seed(seed))
     return decode_images(model, z)
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+def vae_path(data, cfg: VAEConfig, steps: int) -> Path:
+    """Where a VAE trained on ``data`` for ``steps`` steps is saved: under ``data/models/``, one file per
+    data set (name and training size), architecture and budget."""
+    from .runtime import DATA_DIR
+
+    slug = re.sub(r"[^a-z0-9]+", "-", data.name.lower()).strip("-")
+    return (Path(DATA_DIR) / "models"
+            / f"vae-{slug}-n{len(data.x_train)}-h{cfg.hidden}-z{cfg.latent}-steps{steps}.pt")
+
+
+def save_vae(path, model: VAE) -> bool:
+    """Save ``model``'s weights at ``path`` and its config beside it (same name, .json), once: an existing
+    file is kept. Written to ``.part`` files and renamed, so an interrupted run leaves no half file.
+    True when it wrote the files."""
+    path = Path(path)
+    if path.is_file():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config, weights = path.with_suffix(".json"), path.with_name(path.name + ".part")
+    config_part = config.with_name(config.name + ".part")
+    config_part.write_text(json.dumps(asdict(model.cfg), indent=1))
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    config_part.replace(config)
+    weights.replace(path)        # last: the .pt file exists only once both are complete
+    return True
+
+
+def load_vae(path, verbose: bool = True) -> VAE | None:
+    """The VAE that ``save_vae`` wrote at ``path``, on the CPU in eval mode; None (with one sentence when
+    ``verbose``) when the file is missing, damaged or does not match its config."""
+    path = Path(path)
+    if not path.is_file():
+        if verbose:
+            print(f"No saved VAE at {path}.")
+        return None
+    try:
+        saved = json.loads(path.with_suffix(".json").read_text())
+        cfg = VAEConfig(**{**saved, "image_shape": tuple(saved["image_shape"])})
+        model = VAE(cfg)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:   # truncated, foreign or stale files
+        if verbose:
+            print(f"The saved VAE {path.name} could not be used ({type(exc).__name__}).")
+        return None
+    return model.eval()
 
 
 # --------------------------------------------------------------------------- explorers (pure functions)
