@@ -59,6 +59,27 @@ def result_command(args) -> int:
     return 0 if passed else 1
 
 
+def translate_command(args) -> int:
+    from . import config, translate
+    matches = sorted(config.SOLUTIONS.glob(f"{args.lesson}_*.ipynb"))
+    if len(matches) != 1:
+        print(f"There is no lesson {args.lesson!r}: give its number, e.g. 03.")
+        return 2
+    stem = matches[0].stem
+    try:
+        todo = translate.worklist(stem, args.lang)
+    except ValueError as exc:
+        print(exc)
+        return 2
+    out = translate.translation_path(stem, args.lang).with_suffix(".todo.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(todo, encoding="utf-8")
+    count = len(translate.parse(todo))
+    print(f"wrote {out.relative_to(config.ROOT)}: {count} cell(s) to translate; translate them there, then move the "
+          f"entries into {out.with_suffix('').with_suffix('.md').name} and run `make build`.")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course", description=package_doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +106,12 @@ def main(argv=None) -> int:
     c.add_argument("--points", type=int, default=1, help="points per exercise (default 1)")
     s = sub.add_parser("site", help="build the course website (_site/full/html, or _site/fast/html with --fast)")
     s.add_argument("--fast", action="store_true", help="execute the notebooks in fast mode (for CI and authors)")
+    t = sub.add_parser("translate", help="write the list of cells of a lesson that need (re)translating")
+    t.add_argument("lesson", help="the lesson number, e.g. 03")
+    t.add_argument("--lang", default="id", help="the edition's language code (default: id, Bahasa Indonesia)")
     args = parser.parse_args(argv)
+    if args.command == "translate":
+        return translate_command(args)
     if args.command == "build":
         from .build import build
         return build()

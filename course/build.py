@@ -9,6 +9,7 @@ from .nbgrader import mark
 from .notebook import dumps_notebook, has_outputs, read_notebook, strip_outputs
 from .readme import expected_readme
 from .stamp import stamp
+from . import translate
 
 
 def expected_notebooks() -> dict[Path, str]:
@@ -18,6 +19,18 @@ def expected_notebooks() -> dict[Path, str]:
         solution = mark(stamp(strip_outputs(read_notebook(path)), "solutions", path.name))
         result[path] = dumps_notebook(solution)
         result[config.LESSONS / path.name] = dumps_notebook(make_lesson(solution, path.name))
+        for lang in translate.languages():  # the translated editions: solutions/<lang>/ and lessons/<lang>/
+            try:
+                entries = translate.load_entries(path.stem, lang)
+            except ValueError:
+                continue  # check names the malformed file
+            if entries is None:
+                continue
+            solution_edition = translate.translated(
+                mark(stamp(strip_outputs(read_notebook(path)), f"solutions/{lang}", path.name)), entries)
+            lesson_edition = make_lesson(solution_edition, path.name, f"lessons/{lang}")
+            result[config.SOLUTIONS / lang / path.name] = dumps_notebook(translate.with_language(solution_edition, lang))
+            result[config.LESSONS / lang / path.name] = dumps_notebook(translate.with_language(lesson_edition, lang))
     return result
 
 
@@ -31,6 +44,7 @@ def build() -> int:
     written = 0
     for path, text in expected_notebooks().items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(config.ROOT)}")
             written += 1
@@ -52,6 +66,11 @@ def problems() -> list[str]:
     for path in sorted(config.LESSONS.glob("*.ipynb")):
         if path not in expected:
             found.append(f"{path.relative_to(config.ROOT)} has no solution notebook: lessons are generated from solutions/.")
+    for lang in translate.languages():
+        for folder in (config.LESSONS / lang, config.SOLUTIONS / lang):
+            found += [f"{p.relative_to(config.ROOT)} has no English source: editions are generated from solutions/."
+                      for p in sorted(folder.glob("*.ipynb")) if p not in expected]
+        found += translate.problems(lang)
     readme = expected_readme()
     if readme is not None and readme != (config.ROOT / "README.md").read_text(encoding="utf-8"):
         found.append("README.md's lesson table is stale: run `make build`.")

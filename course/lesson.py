@@ -30,7 +30,7 @@ def replace_regions(text: str, begin: str, end: str, stub: list | None, where: s
     return "\n".join(out), count
 
 
-def make_lesson(solution: dict, name: str) -> dict:
+def make_lesson(solution: dict, name: str, folder: str = "lessons") -> dict:
     """The student version of a solution notebook (which must already be stamped and stripped)."""
     nb = copy.deepcopy(solution)
     for i, cell in enumerate(nb["cells"]):
@@ -45,5 +45,5 @@ def make_lesson(solution: dict, name: str) -> dict:
             add_tag(cell, EXERCISE_TAG)
         if solved or hidden:
             set_source(cell, text)
-    stamp(nb, "lessons", name)
+    stamp(nb, folder, name)
     return nb

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .language import ENGLISH, language
 from .runtime import REPO_ROOT
 from .widgets import STATIC_ENV, _widgets
 
@@ -109,7 +110,10 @@ def problems(data) -> list[str]:
 
 
 def quiz_path(lesson: str) -> Path:
-    matches = sorted(QUIZ_DIR.glob(f"{lesson}_*.json"))
+    """The lesson's quiz file: the learner's language's (``quizzes/<lang>/``) when there is one, else English."""
+    lang = language()
+    matches = sorted((QUIZ_DIR / lang).glob(f"{lesson}_*.json")) if lang != ENGLISH else []
+    matches = matches or sorted(QUIZ_DIR.glob(f"{lesson}_*.json"))
     if not matches:
         raise QuizError(f"There is no quiz file for lesson {lesson} in {QUIZ_DIR}.")
     return matches[0]

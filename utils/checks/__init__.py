@@ -12,6 +12,7 @@ Importing this package imports every lesson's checks, and so every lesson module
 import importlib
 import pkgutil
 
+from ..language import translate
 from .core import Check, ExerciseCheck, Failure, Hint, exercise_check
 
 __all__ = ["Check", "ExerciseCheck", "Failure", "Hint", "exercise_check", "CHECKS"]
@@ -38,7 +39,7 @@ def hint(exercise: str) -> None:
     if check is None:
         print(f"There is no exercise named {exercise!r}; the exercises are: {', '.join(sorted(CHECKS))}.")
         return
-    print(check.stronger_hint())
+    print(translate(check.stronger_hint()))
 
 
 __all__ += ["hint"]

@@ -37,6 +37,8 @@ import os
 
 import torch
 
+from ..language import translate
+
 PASS, FAIL = "\u2705", "\u274c"
 LOG_ENV = "GENAI_CHECK_LOG"
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -302,7 +304,7 @@ class ExerciseCheck:
         _log({"exercise": self.exercise, "lesson": self.lesson, "status": status,
               "message": "" if status == PASSED else message})
         passed = status == PASSED
-        print(f"{PASS if passed else FAIL} {self.exercise}: {message}{'' if passed else _fallback}")
+        print(f"{PASS if passed else FAIL} {self.exercise}: {translate(message + ('' if passed else _fallback))}")
         return passed
 
     def use(self, fn):

@@ -1,0 +1,71 @@
+"""Feedback in the learner's language: the message catalogue, the checks' lines and the quiz files."""
+import json
+
+import pytest
+import torch
+
+import utils.checks
+import utils.quiz
+from utils import language
+from utils.checks import core
+
+
+@pytest.fixture
+def catalogue(tmp_path, monkeypatch):
+    monkeypatch.setattr(language, "CATALOGUE_DIR", tmp_path)
+    language.catalogue.cache_clear()
+    (tmp_path / "xx.json").write_text(json.dumps({
+        "the values are off": "nilainya meleset",
+        "the values are off (largest difference": "nilainya meleset (selisih terbesar",
+        "correct": "benar",
+    }), encoding="utf-8")
+    yield tmp_path
+    language.catalogue.cache_clear()
+
+
+def test_english_is_the_default_and_untouched(catalogue, monkeypatch):
+    monkeypatch.delenv(language.LANGUAGE_ENV, raising=False)
+    assert language.language() == "en"
+    assert language.translate("the values are off") == "the values are off"
+
+
+def test_catalogued_texts_are_replaced_longest_first(catalogue, monkeypatch):
+    monkeypatch.setenv(language.LANGUAGE_ENV, "xx")
+    assert language.translate("the values are off (largest difference 0.5)") == "nilainya meleset (selisih terbesar 0.5)"
+    assert language.translate("the values are off.") == "nilainya meleset."
+    assert language.translate("nothing known here") == "nothing known here"
+
+
+def test_a_missing_or_broken_catalogue_leaves_english(catalogue, monkeypatch):
+    (catalogue / "yy.json").write_text("{not json", encoding="utf-8")
+    for lang in ("yy", "zz"):
+        monkeypatch.setenv(language.LANGUAGE_ENV, lang)
+        assert language.translate("the values are off") == "the values are off"
+
+
+def test_a_check_prints_in_the_learners_language(catalogue, monkeypatch, capsys):
+    @core.exercise_check
+    def check_double(c, fn):
+        c.close(c.call(fn, torch.ones(2)), torch.full((2,), 2.0))
+
+    monkeypatch.setenv(language.LANGUAGE_ENV, "xx")
+    assert not check_double(lambda x: x)
+    assert "nilainya meleset (selisih terbesar 1)" in capsys.readouterr().out
+    assert check_double(lambda x: 2 * x)
+    assert "benar" in capsys.readouterr().out
+
+
+def test_a_quiz_file_in_the_learners_language_is_preferred(tmp_path, monkeypatch):
+    question = {"id": "q", "kind": "quiz", "question": "{}",
+                "choices": [{"text": "a", "correct": True, "why": "w"}, {"text": "b", "correct": False, "why": "w"}]}
+    for folder, words in ((tmp_path, "Which?"), (tmp_path / "xx", "Yang mana?")):
+        folder.mkdir(exist_ok=True)
+        data = {"lesson": "99", "questions": [dict(question, question=words)]}
+        (folder / "99_demo.json").write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(utils.quiz, "QUIZ_DIR", tmp_path)
+    monkeypatch.setenv(language.LANGUAGE_ENV, "xx")
+    assert utils.quiz.load("99")[0].question == "Yang mana?"
+    monkeypatch.setenv(language.LANGUAGE_ENV, "en")
+    assert utils.quiz.load("99")[0].question == "Which?"
+    monkeypatch.setenv(language.LANGUAGE_ENV, "zz")  # no edition of that quiz: English
+    assert utils.quiz.load("99")[0].question == "Which?"
