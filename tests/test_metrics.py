@@ -256,3 +256,22 @@ def test_frechet_ratio_is_one_for_the_baseline_set_and_needs_equal_sizes():
     assert metrics.frechet_ratio(model, x_b, ref, baseline) == pytest.approx(1.0, rel=1e-9)
     with pytest.raises(ValueError, match="equal sample sizes"):
         metrics.frechet_ratio(model, x_b[:20], ref, baseline)
+
+
+# --------------------------------------------------------------------------- bits per dimension, evenness
+
+def test_bits_per_dim_converts_nats_per_image():
+    assert metrics.bits_per_dim(784 * np.log(2), 784) == pytest.approx(1.0)      # one bit per pixel
+    assert metrics.bits_per_dim(100.0, 196) == pytest.approx(100.0 / 196 / np.log(2))
+    assert metrics.bits_per_dim(0.0, 10) == 0.0
+    with pytest.raises(ValueError, match="positive number of dimensions"):
+        metrics.bits_per_dim(1.0, 0)
+
+
+def test_class_evenness_known_answers():
+    assert metrics.class_evenness(torch.full((10,), 0.1)) == pytest.approx(1.0)
+    assert metrics.class_evenness(torch.tensor([1.0, 0, 0, 0])) == pytest.approx(0.0)
+    assert metrics.class_evenness(torch.tensor([0.5, 0.5, 0, 0])) == pytest.approx(0.5)   # log 2 / log 4
+    assert metrics.class_evenness([3, 3]) == pytest.approx(1.0)                          # counts work too
+    with pytest.raises(ValueError):
+        metrics.class_evenness(torch.tensor([1.0]))

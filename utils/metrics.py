@@ -11,6 +11,7 @@ network behind the published FID) gives different features and so different dist
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,3 +291,25 @@ def nearest_neighbour_distances(samples: torch.Tensor, reference: torch.Tensor, 
     dists = torch.cat(dists) if dists else torch.zeros(0)
     index = torch.cat(index) if index else torch.zeros(0, dtype=torch.long)
     return (dists, index) if return_index else dists
+
+
+def bits_per_dim(nats_per_image: float, n_dims: int) -> float:
+    """A negative log-likelihood in nats per image, as bits per dimension: nats / (n_dims * ln 2).
+
+    Comparable across image sizes and with published figures (which use bits/dim), but only between
+    models of the same data: binarised or grey, 28x28 or 14x14 are different data.
+    """
+    if n_dims <= 0:
+        raise ValueError(f"bits_per_dim needs a positive number of dimensions, not {n_dims}.")
+    return float(nats_per_image) / (n_dims * math.log(2))
+
+
+def class_evenness(shares) -> float:
+    """How evenly a class histogram is spread: its entropy divided by log K. 1 when every class has the
+    same share, 0 when one class has everything."""
+    p = torch.as_tensor(shares, dtype=torch.float64)
+    if p.dim() != 1 or len(p) < 2 or (p < 0).any() or p.sum() <= 0:
+        raise ValueError("class_evenness needs a histogram of at least two classes with non-negative shares.")
+    p = p / p.sum()
+    entropy = -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum()
+    return (entropy / math.log(len(p))).item()
