@@ -271,3 +271,288 @@ def test_pca_in_chunks_matches_one_shot():
     u = vectors.flip(-1)[:, :4]
     expected = ((centred[:5] @ u) @ u.T + flat.mean(0)).float().view(5, 1, 3, 3)
     assert torch.allclose(ae.pca_reconstruct(x_train, x_train[:5], 4), expected, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the build: the Autoencoder module
+
+class _Good(torch.nn.Module):
+    """A learner's correct Autoencoder, written differently from the reference; the mistakes below override it."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        pixels = int(np.prod(cfg.image_shape))
+        self.enc_hidden = torch.nn.Linear(pixels, cfg.hidden)
+        self.enc_code = torch.nn.Linear(cfg.hidden, cfg.latent)
+        self.dec_hidden = torch.nn.Linear(cfg.latent, cfg.hidden)
+        self.dec_pixels = torch.nn.Linear(cfg.hidden, pixels)
+        self.act = torch.nn.ReLU()
+
+    def hidden(self, x):
+        return self.act(self.enc_hidden(x.view(len(x), -1)))
+
+    def encode(self, x):
+        return self.enc_code(self.hidden(x))
+
+    def decode(self, z):
+        return self.dec_pixels(F.relu(self.dec_hidden(z))).reshape(z.shape[0], *self.cfg.image_shape)
+
+    def forward(self, x):
+        return torch.nn.Sigmoid()(self.decode(self.encode(x)))
+
+
+class _Float64(_Good):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.double()
+
+    def encode(self, x):
+        return super().encode(x.double())
+
+    def decode(self, z):
+        return super().decode(z.double())
+
+
+def _variant(**methods):
+    return type("Autoencoder", (_Good,), methods)
+
+
+class _NoSuper(torch.nn.Module):
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.enc_hidden = torch.nn.Linear(784, cfg.hidden)
+
+
+class _NoCfg(_Good):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        del self.cfg
+
+
+def _layers(**sizes):
+    """An __init__ that builds the four layers with some sizes replaced (given as functions of cfg)."""
+    def __init__(self, cfg):
+        _Good.__init__(self, cfg)
+        pixels = int(np.prod(cfg.image_shape))
+        shapes = {"enc_hidden": (pixels, cfg.hidden), "enc_code": (cfg.hidden, cfg.latent),
+                  "dec_hidden": (cfg.latent, cfg.hidden), "dec_pixels": (cfg.hidden, pixels)}
+        for name, size in sizes.items():
+            setattr(self, name, torch.nn.Linear(*size(cfg)))
+        del shapes
+    return __init__
+
+
+class _Reverse(torch.autograd.Function):
+    """Identity forward, negated gradient backward: a model that climbs its loss."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+def _with_dropout(self, x):
+    return torch.nn.functional.dropout(self.act(self.enc_hidden(x.flatten(1))), 0.3, self.training)
+
+
+AE_MISTAKES = {
+    "no super": (_NoSuper, H.AE_NO_SUPER),
+    "no cfg": (_NoCfg, H.AE_NO_CFG),
+    "bottleneck 16": (_variant(__init__=_layers(enc_code=lambda c: (c.hidden, 16), dec_hidden=lambda c: (16, c.hidden))),
+                      H.AE_BOTTLENECK),
+    "784 typed": (_variant(__init__=_layers(enc_hidden=lambda c: (784, c.hidden), dec_pixels=lambda c: (c.hidden, 784))),
+                  H.AE_HARD_CODED_PIXELS),
+    "flatten everything": (_variant(hidden=lambda self, x: F.relu(self.enc_hidden(x.flatten()))), H.AE_LAYER_WIDTH),
+    "view 784": (_variant(hidden=lambda self, x: F.relu(self.enc_hidden(x.view(-1, 784)))), H.AE_VIEW_SIZE),
+    "code is hidden": (_variant(encode=lambda self, x: self.hidden(x)), H.AE_CODE_IS_HIDDEN),
+    "code relu": (_variant(encode=lambda self, x: F.relu(self.enc_code(self.hidden(x)))), H.AE_CODE_RELU),
+    "no relu": (_variant(hidden=lambda self, x: self.enc_hidden(x.flatten(1)),
+                         decode=lambda self, z: self.dec_pixels(self.dec_hidden(z)).view(-1, *self.cfg.image_shape)),
+                H.AE_LINEAR),
+    "sigmoid hidden": (_variant(hidden=lambda self, x: torch.sigmoid(self.enc_hidden(x.flatten(1)))), H.AE_ENCODE_VALUES),
+    "decode flat": (_variant(decode=lambda self, z: self.dec_pixels(F.relu(self.dec_hidden(z)))), H.AE_DECODE_FLAT),
+    "decode 28x28": (_variant(decode=lambda self, z: self.dec_pixels(F.relu(self.dec_hidden(z))).view(-1, 1, 28, 28)),
+                     H.AE_VIEW_SIZE),
+    "sigmoid in decode": (_variant(decode=lambda self, z: torch.sigmoid(_Good.decode(self, z))), H.AE_DECODE_SQUASHED),
+    "decode no relu": (_variant(decode=lambda self, z: self.dec_pixels(self.dec_hidden(z)).view(-1, *self.cfg.image_shape)),
+                       H.AE_LINEAR),
+    "decode tanh": (_variant(decode=lambda self, z: self.dec_pixels(torch.tanh(self.dec_hidden(z))).view(
+        -1, *self.cfg.image_shape)), H.AE_DECODE_VALUES),
+    "forward tuple": (_variant(forward=lambda self, x: (torch.sigmoid(self.decode(self.encode(x))), self.encode(x))),
+                      H.AE_FORWARD_TUPLE),
+    "forward code": (_variant(forward=lambda self, x: self.encode(x)), H.AE_FORWARD_SHAPE),
+    "no sigmoid": (_variant(forward=lambda self, x: self.decode(self.encode(x))), H.AE_NOT_SQUASHED),
+    "sigmoid twice": (_variant(forward=lambda self, x: torch.sigmoid(torch.sigmoid(self.decode(self.encode(x))))),
+                      H.AE_DOUBLE_SQUASH),
+    "relu then sigmoid": (_variant(forward=lambda self, x: torch.sigmoid(F.relu(self.decode(self.encode(x))))),
+                          H.AE_RELU_ON_OUTPUT),
+    "inverted": (_variant(forward=lambda self, x: 1 - torch.sigmoid(self.decode(self.encode(x)))), H.AE_FORWARD_VALUES),
+    "dropout": (_variant(hidden=_with_dropout), H.AE_TRAIN_MODE),
+    "detached code": (_variant(forward=lambda self, x: torch.sigmoid(self.decode(self.encode(x).detach()))),
+                      "no gradient reaches `enc_hidden.weight`"),
+    "extra layer": (_variant(__init__=lambda self, cfg: (_Good.__init__(self, cfg),
+                                                         setattr(self, "norm", torch.nn.LayerNorm(cfg.hidden)))[0]),
+                    "it has a `norm.weight` that the reference has not"),
+    "climbs its loss": (_variant(forward=lambda self, x: torch.sigmoid(_Reverse.apply(self.decode(self.encode(x))))),
+                        H.AE_LEARNS),
+}
+
+
+@pytest.mark.parametrize("cls", [ae.Autoencoder, _Good, _Float64], ids=["reference", "other-spelling", "float64"])
+def test_check_autoencoder_accepts_correct_builds(cls, capsys):
+    passes(utils.checks.check_Autoencoder, cls, capsys)
+
+
+def test_check_autoencoder_returns_the_learners_class_when_right(capsys):
+    assert utils.checks.Autoencoder(_Good) is _Good
+    assert utils.checks.Autoencoder(AE_MISTAKES["no sigmoid"][0]) is ae.Autoencoder
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("name", AE_MISTAKES)
+def test_check_autoencoder_names_each_mistake(name, capsys):
+    cls, hint = AE_MISTAKES[name]
+    fails_with(utils.checks.check_Autoencoder, cls, capsys, hint)
+
+
+def test_check_autoencoder_not_attempted(capsys):
+    class Stub(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg = cfg
+            raise NotImplementedError()
+
+    fails_with(utils.checks.check_Autoencoder, Stub, capsys, NOT_IMPLEMENTED)
+
+
+# --------------------------------------------------------------------------- the build: the training loop
+
+def _loop(body):
+    """A learner's train_autoencoder whose step is ``body(model, opt, clean, corrupt) -> loss``; the rest is the stub."""
+    def train_autoencoder(model, x, steps, corrupt=None, desc="autoencoder", seed=0, batch_size=128, lr=1e-3,
+                          optimizer=torch.optim.Adam):
+        gen = torch.Generator().manual_seed(seed)
+        opt = optimizer(model.parameters(), lr=lr)
+        history = utils.LossHistory(title=desc)
+        model.train()
+        for step in utils.progress(range(steps), desc=desc):
+            clean = x[torch.randint(len(x), (batch_size,), generator=gen)]
+            loss = body(model, opt, clean, corrupt, x=x, batch_size=batch_size)
+            history.log(step, train=loss)
+        model.eval()
+        return history
+    return train_autoencoder
+
+
+def _step(inputs=lambda clean, corrupt: clean if corrupt is None else corrupt(clean),
+          target=lambda clean, inputs: clean, loss_fn=ae.reconstruction_loss, order=("zero", "backward", "step"),
+          batch=None):
+    def body(model, opt, clean, corrupt, x=None, batch_size=None):
+        if batch is not None:
+            clean = batch(x, batch_size)
+        fed = inputs(clean, corrupt)
+        loss = loss_fn(model(fed), target(clean, fed))
+        for what in order:
+            {"zero": opt.zero_grad, "backward": loss.backward, "step": opt.step}[what]()
+        return loss
+    return body
+
+
+def _zero_first(model, opt, clean, corrupt, **_):
+    model.zero_grad()
+    x_hat = model(clean if corrupt is None else corrupt(clean))
+    loss = F.mse_loss(x_hat, clean, reduction="sum") / len(clean)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _no_history(model, x, steps, **kwargs):
+    _loop(_step())(model, x, steps, **kwargs)
+    return None
+
+
+def _no_grad_loss(model, opt, clean, corrupt, **_):
+    loss = ae.reconstruction_loss(ae.reconstruct_all(model, clean), clean)   # reconstruct_all runs under no_grad
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _item_loss(model, opt, clean, corrupt, **_):
+    loss = ae.reconstruction_loss(model(clean), clean).item()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+TRAIN_MISTAKES = {
+    "no zero_grad": (_loop(_step(order=("backward", "step"))), H.TRAIN_ACCUMULATES),
+    "no backward": (_loop(_step(order=("zero", "step"))), H.TRAIN_NO_BACKWARD),
+    "no step": (_loop(_step(order=("zero", "backward"))), H.TRAIN_NO_STEP),
+    "zero_grad before step": (_loop(_step(order=("backward", "zero", "step"))), H.TRAIN_NO_STEP),
+    "loss without gradient": (_loop(_no_grad_loss), H.TRAIN_NO_GRAD),
+    "loss as a number": (_loop(_item_loss), H.TRAIN_LOSS_NUMBER),
+    "target corrupted": (_loop(_step(target=lambda clean, inputs: inputs)), H.TRAIN_TARGET_CORRUPTED),
+    "corruption ignored": (_loop(_step(inputs=lambda clean, corrupt: clean)), H.TRAIN_IGNORES_CORRUPT),
+    "pixel mean": (_loop(_step(loss_fn=F.mse_loss)), H.TRAIN_PIXEL_MEAN),
+    "its own batch": (_loop(_step(batch=lambda x, b: x[:b])), H.TRAIN_OTHER_DATA),
+    "two steps per batch": (_loop(_step(order=("zero", "backward", "step", "step"))), H.TRAIN_CURVE),
+    "no history": (_no_history, H.TRAIN_NO_HISTORY),
+}
+
+
+@pytest.mark.parametrize("fn", [ae.train_autoencoder, _loop(_step()), _loop(_zero_first),
+                                in_float64(ae.train_autoencoder)],
+                         ids=["reference", "stub-answered", "zero-first", "float64-wrapper"])
+def test_check_train_accepts_correct_loops(fn, capsys):
+    passes(utils.checks.check_train_autoencoder, fn, capsys)
+
+
+@pytest.mark.parametrize("name", TRAIN_MISTAKES)
+def test_check_train_names_each_mistake(name, capsys):
+    fn, hint = TRAIN_MISTAKES[name]
+    fails_with(utils.checks.check_train_autoencoder, fn, capsys, hint)
+
+
+def test_check_train_shows_no_progress_bar_and_restores_it(capsys):
+    before = utils.progress
+    utils.checks.check_train_autoencoder(ae.train_autoencoder)
+    assert utils.progress is before and utils.train.progress is before
+    assert capsys.readouterr().err == ""
+
+
+def test_train_autoencoder_is_fit_and_denoises_towards_the_clean_target():
+    torch.manual_seed(0)
+    cfg = ae.AEConfig(image_shape=(1, 8, 8), hidden=16, latent=2)
+    x = (torch.rand(40, 1, 8, 8) > 0.7).float()
+    a, b = ae.Autoencoder(cfg), ae.Autoencoder(cfg)
+    b.load_state_dict(a.state_dict())
+    history = ae.train_autoencoder(a, x, 20, batch_size=8)
+    assert history.values["train"] == ae.fit(b, x, 20, batch_size=8)
+    assert not a.training and np.mean(history.values["train"][-5:]) < np.mean(history.values["train"][:5])
+
+
+def test_aeconfig_takes_the_older_tuple_and_refuses_two_layers():
+    assert ae.AEConfig(hidden=(400,)).hidden == 400
+    with pytest.raises(ValueError, match="one hidden layer"):
+        ae.AEConfig(hidden=(400, 200))
+
+
+def test_only_the_reference_architecture_is_cached_and_a_stale_cache_is_replaced(tmp_path):
+    cfg = ae.AEConfig(image_shape=(1, 8, 8), hidden=16, latent=2)
+    path = tmp_path / "models" / "ae.pt"
+    with pytest.raises(ValueError, match="Only lesson 02's autoencoder"):
+        ae.save(torch.nn.Linear(3, 3), path)
+    learner = _Good(cfg)  # a learner's build that passed its check: the same layers
+    path.parent.mkdir()
+    torch.save({"encoder.net.1.0.weight": torch.zeros(3)}, path)   # the layout before the layers had names
+    assert ae.save(learner, path) is True
+    loaded = ae._load_into_reference(cfg, torch.load(path, weights_only=True))
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(loaded(x), learner.eval()(x))

@@ -1,10 +1,11 @@
-"""Lesson 02 (autoencoders), reused by lesson 03: the model, reference answers, metrics and explorers.
+"""Lesson 02 (autoencoders), reused by lessons 03 and 07: the model, reference answers, training, metrics, explorers.
 
 Every explorer is a pure function (parameters -> image array or matplotlib Figure) so the tests can
 call it directly; the notebooks only wire sliders to it with ``utils.widgets.explore``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nn import MLPDecoder, MLPEncoder, in_batches
+from .nn import in_batches
 from .plots import image_grid
 
 
@@ -21,24 +22,41 @@ from .plots import image_grid
 @dataclass
 class AEConfig:
     image_shape: tuple = (1, 28, 28)
-    hidden: tuple = (400,)
-    latent: int = 16
+    hidden: int = 400       # the width of the one hidden layer on each side
+    latent: int = 16        # the bottleneck: numbers per code
+
+    def __post_init__(self):
+        if isinstance(self.hidden, (tuple, list)):  # the older spelling, hidden=(400,)
+            if len(self.hidden) != 1:
+                raise ValueError(f"The autoencoder has one hidden layer on each side: give hidden as one number "
+                                 f"(e.g. 400), not {tuple(self.hidden)}.")
+            self.hidden = int(self.hidden[0])
+        self.image_shape = tuple(self.image_shape)
 
 
 class Autoencoder(nn.Module):
-    """x (B, 1, H, W) -> code z (B, latent) -> reconstruction (B, 1, H, W) in [0, 1]."""
+    """x (B, 1, H, W) -> code z (B, latent) -> reconstruction (B, 1, H, W) in [0, 1].
+
+    Lesson 02's learners write this class; its four layers have names, so that the check can load these
+    weights into theirs, and lessons 03 and 07 can load the model that lesson 02 trained and cached.
+    """
 
     def __init__(self, cfg: AEConfig = AEConfig()):
         super().__init__()
         self.cfg = cfg
-        self.encoder = MLPEncoder(cfg.image_shape, cfg.hidden, cfg.latent)
-        self.decoder = MLPDecoder(cfg.latent, tuple(reversed(cfg.hidden)), cfg.image_shape)
+        pixels = math.prod(cfg.image_shape)
+        self.enc_hidden = nn.Linear(pixels, cfg.hidden)
+        self.enc_code = nn.Linear(cfg.hidden, cfg.latent)
+        self.dec_hidden = nn.Linear(cfg.latent, cfg.hidden)
+        self.dec_pixels = nn.Linear(cfg.hidden, pixels)
 
-    def encode(self, x):                # x: (B, 1, H, W)
-        return self.encoder(x)          # (B, latent)
+    def encode(self, x):                                   # x: (B, 1, H, W)
+        h = torch.relu(self.enc_hidden(x.flatten(1)))      # (B, hidden)
+        return self.enc_code(h)                            # (B, latent)
 
-    def decode(self, z):                # z: (B, latent)
-        return self.decoder(z)          # (B, 1, H, W) logits
+    def decode(self, z):                                   # z: (B, latent)
+        h = torch.relu(self.dec_hidden(z))                 # (B, hidden)
+        return self.dec_pixels(h).view(-1, *self.cfg.image_shape)  # (B, 1, H, W) logits
 
     def forward(self, x):
         return torch.sigmoid(self.decode(self.encode(x)))  # (B, 1, H, W) in [0, 1]
@@ -91,31 +109,37 @@ def anomaly_score(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).flatten(1).sum(dim=1)
 
 
-# --------------------------------------------------------------------------- training (used by lesson 03)
+# --------------------------------------------------------------------------- training
 
-def fit(model: nn.Module, x_train: torch.Tensor, steps: int, batch_size: int = 128, lr: float = 1e-3,
-        seed: int = 0, desc: str = "autoencoder"):
-    """Train an autoencoder on the summed squared error for ``steps`` steps; returns the loss per step.
+def train_autoencoder(model: nn.Module, x: torch.Tensor, steps: int, corrupt=None, desc: str = "autoencoder",
+                      seed: int = 0, batch_size: int = 128, lr: float = 1e-3, optimizer=torch.optim.Adam):
+    """Adam (or ``optimizer``) on the reconstruction loss for ``steps`` steps; returns the LossHistory ("train").
 
-    Lesson 02 writes this loop out in the notebook; lesson 03 calls this one to get the same model.
+    ``corrupt(clean) -> input``, when given, makes the model's input (a denoising autoencoder); the target
+    is always the clean batch. Lesson 02's learners write this loop's body; lesson 03 trains with it too.
     """
-    from .train import progress
+    from .train import LossHistory, progress
 
-    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
+    opt = optimizer(model.parameters(), lr=lr)
+    history = LossHistory(title=desc, ylabel="squared error per image")
     model.train()
     for step in progress(range(steps), desc=desc):
-        idx = torch.randint(len(x_train), (batch_size,), generator=gen)
-        xb = x_train[idx].to(device)
-        loss = reconstruction_loss(model(xb), xb)
+        clean = x[torch.randint(len(x), (batch_size,), generator=gen)]   # (B, 1, H, W): the targets
+        inputs = clean if corrupt is None else corrupt(clean)
+        loss = reconstruction_loss(model(inputs), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        history.log(step, train=loss)
     model.eval()
-    return losses
+    return history
+
+
+def fit(model: nn.Module, x_train: torch.Tensor, steps: int, batch_size: int = 128, lr: float = 1e-3,
+        seed: int = 0, desc: str = "autoencoder") -> list:
+    """``train_autoencoder`` on clean images; returns the loss per step as a list."""
+    return train_autoencoder(model, x_train, steps, desc=desc, seed=seed, batch_size=batch_size, lr=lr).values["train"]
 
 
 def cache_path(cfg: AEConfig, data_name: str, steps: int) -> Path:
@@ -123,21 +147,44 @@ def cache_path(cfg: AEConfig, data_name: str, steps: int) -> Path:
     from .runtime import DATA_DIR
 
     slug = "".join(ch if ch.isalnum() else "_" for ch in data_name.lower()).strip("_")
-    hidden = "-".join(str(h) for h in cfg.hidden)
-    return Path(DATA_DIR) / "models" / f"ae_{slug}_h{hidden}_z{cfg.latent}_steps{steps}.pt"
+    return Path(DATA_DIR) / "models" / f"ae_{slug}_h{cfg.hidden}_z{cfg.latent}_steps{steps}.pt"
 
 
-def save(model: Autoencoder, path: Path) -> bool:
-    """Cache ``model`` at ``path`` once: an existing cache is kept and reused. True when it wrote the file.
+def _load_into_reference(cfg: AEConfig, state, device="cpu") -> Autoencoder:
+    """The reference Autoencoder(cfg) holding ``state``; raises when the weights do not fit it."""
+    model = Autoencoder(cfg).to(device)
+    model.load_state_dict(state)
+    return model.eval()
 
-    Written to a ``.part`` file and renamed, so an interrupted run never leaves a half-written cache.
+
+def _cache_loads(path: Path, cfg: AEConfig) -> bool:
+    try:
+        _load_into_reference(cfg, torch.load(path, map_location="cpu", weights_only=True))
+        return True
+    except Exception:  # damaged, stale (an older layout) or another model's file
+        return False
+
+
+def save(model: nn.Module, path: Path) -> bool:
+    """Cache ``model`` at ``path`` once: a cache that loads is kept and reused. True when it wrote the file.
+
+    Only the reference architecture is saved (a learner's Autoencoder that passed its check has the same
+    layers); a file that no longer loads (damaged, or an older layout) is replaced. Written to a ``.part``
+    file and renamed, so an interrupted run never leaves a half-written cache.
     """
     path = Path(path)
-    if path.is_file():
+    cfg = getattr(model, "cfg", None)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    try:
+        _load_into_reference(cfg, state)
+    except Exception:
+        raise ValueError(f"Only lesson 02's autoencoder (utils.autoencoders.Autoencoder, with its cfg) can be cached "
+                         f"as {path.name}; this {type(model).__name__} has other layers.") from None
+    if path.is_file() and _cache_loads(path, cfg):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
+    torch.save(state, partial)
     partial.replace(path)
     return True
 
@@ -146,17 +193,16 @@ def load_or_train(cfg: AEConfig, x_train: torch.Tensor, data_name: str, steps: i
                   seed: int = 0) -> Autoencoder:
     """Lesson 02's autoencoder: from the cache lesson 02 wrote when there is one, else trained now."""
     path = cache_path(cfg, data_name, steps)
-    torch.manual_seed(seed)
-    model = Autoencoder(cfg).to(device)
     if path.is_file():
         try:
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-            model.eval()
+            model = _load_into_reference(cfg, torch.load(path, map_location=device, weights_only=True), device)
             print(f"Loaded lesson 02's autoencoder from {path}.")
             return model
         except Exception as exc:  # a stale, damaged or foreign file: train afresh
             print(f"The cached autoencoder {path.name} could not be loaded ({exc.__class__.__name__}); training it.")
             path.unlink(missing_ok=True)
+    torch.manual_seed(seed)
+    model = Autoencoder(cfg).to(device)
     fit(model, x_train, steps, seed=seed, desc=f"autoencoder (latent {cfg.latent})")
     save(model, path)
     return model
