@@ -1,5 +1,7 @@
 """Lesson 05 (diffusion): schedules, reference answers, checks (both ways) and the scrubber functions."""
+import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -443,3 +445,145 @@ def test_p_sample_with_scaled_noise_uses_beta_tilde():
     mean = D.p_sample(x, t, eps, s, torch.zeros_like(noise))
     out = D.p_sample(x, t, eps, s, D.reverse_noise_scale(s, t, "posterior") * noise)
     assert torch.allclose(out, mean + s.posterior_variance[t].sqrt() * noise, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the U-Net, the samplers, saving
+
+def _small_unet(**kw):
+    cfg = D.UNetConfig(**{"channels": (8, 16, 16), "emb_dim": 16, "groups": 4, **kw})
+    torch.manual_seed(0)
+    return D.UNet(cfg)
+
+
+@pytest.mark.parametrize("size, channels", [(28, 1), (8, 1), (12, 3)])
+def test_unet_predicts_noise_of_the_image_shape(size, channels):
+    model = _small_unet(image_channels=channels, image_size=size)
+    x = torch.randn(3, channels, size, size)
+    out = model(x, torch.tensor([0, 5, 9]), torch.tensor([1, 2, model.cfg.n_classes]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_unet_output_depends_on_step_and_label():
+    model = _small_unet()
+    x = torch.randn(2, 1, 28, 28)
+    base = model(x, torch.tensor([3, 3]), torch.tensor([1, 1]))
+    assert not torch.allclose(base, model(x, torch.tensor([40, 40]), torch.tensor([1, 1])))
+    assert not torch.allclose(base, model(x, torch.tensor([3, 3]), torch.tensor([2, 2])))
+
+
+def test_timestep_embedding_shape_and_range():
+    emb = D.timestep_embedding(torch.tensor([0, 1, 499]), 16)
+    assert emb.shape == (3, 16) and emb.abs().max() <= 1
+    assert torch.equal(emb[0], torch.cat([torch.zeros(8), torch.ones(8)]))   # sin 0, cos 0
+
+
+class _Recorder(torch.nn.Module):
+    """A noise predictor that records every (t, y) it is called with; its guess is a fixed fraction of x."""
+
+    def __init__(self, n_classes=10):
+        super().__init__()
+        self.cfg = D.UNetConfig(image_size=4, n_classes=n_classes)
+        self.calls = []
+
+    def forward(self, x, t, y):
+        self.calls.append((t.clone(), y.clone()))
+        return 0.5 * x + 0.01 * y.view(-1, 1, 1, 1).float()
+
+
+@pytest.mark.parametrize("w, passes_per_step", [(0.0, 1), (1.0, 1), (3.0, 2)])
+def test_predict_eps_uses_one_pass_or_both(w, passes_per_step):
+    model = _Recorder()
+    x, y = torch.randn(3, 1, 4, 4), torch.tensor([1, 2, 3])
+    eps = D.predict_eps(model, x, 7, y, w)
+    (t, labels), = model.calls
+    assert len(labels) == passes_per_step * 3 and (t == 7).all()
+    if w == 0:
+        assert (labels == 10).all()
+    cond, uncond = 0.5 * x + 0.01 * y.view(-1, 1, 1, 1), 0.5 * x + 0.1
+    assert torch.allclose(eps, D.guidance(cond, uncond, w))
+
+
+def test_sample_ddim_visits_the_steps_from_T_minus_1_down_to_0():
+    model, s = _Recorder(), D.linear_schedule(20)
+    out = D.sample_ddim(model, torch.tensor([0, 1]), s, steps=5, seed=1)
+    steps = [int(t[0]) for t, _ in model.calls]
+    assert steps == [19, 14, 10, 5, 0] and out.shape == (2, 1, 4, 4)
+    assert torch.equal(out, D.sample_ddim(model, torch.tensor([0, 1]), s, steps=5, seed=1))   # deterministic
+    assert out.abs().max() <= 1 + 1e-6     # the last jump lands on the clamped x0_hat
+
+
+def test_sample_ddpm_visits_every_step_and_records():
+    model, s = _Recorder(), D.linear_schedule(20)
+    record = []
+    out = D.sample_ddpm(model, torch.tensor([0, 1, 2]), s, seed=0, record=record)
+    assert [int(t[0]) for t, _ in model.calls] == list(range(19, -1, -1))
+    assert out.shape == (3, 1, 4, 4) and [name for name, _ in record][-1] == "x_0"
+    assert not torch.equal(out, D.sample_ddpm(model, torch.tensor([0, 1, 2]), s, seed=1))
+
+
+def test_sample_ddpm_uses_the_step_it_is_given():
+    model, s = _Recorder(), D.linear_schedule(10)
+    seen = []
+
+    def step(x, t, eps, schedule, noise):
+        seen.append(t)
+        return D.p_sample(x, t, eps, schedule, noise)
+
+    D.sample_ddpm(model, torch.tensor([0]), s, step=step)
+    assert seen == list(range(9, -1, -1))
+
+
+def test_unet_path_names_data_size_and_budget(tmp_path):
+    data = utils.data.load_digits8x8(verbose=False)
+    cfg = D.UNetConfig(image_size=8)
+    a, b = D.unet_path(data, cfg, 100), D.unet_path(data, cfg, 200)
+    assert a != b and a.parent.name == "models" and a.suffix == ".pt"
+    assert D.unet_path(data, D.UNetConfig(image_size=8, channels=(16, 32, 32)), 100) != a
+    assert D.unet_path(data.subset(n_train=100, n_test=10), cfg, 100) != a
+
+
+def test_save_then_load_round_trip(tmp_path):
+    model = _small_unet(image_size=8)
+    path = tmp_path / "models" / "unet.pt"
+    assert D.save_unet(path, model) is True
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert not list(path.parent.glob("*.part"))
+    loaded = D.load_unet(path)
+    assert loaded.cfg == model.cfg and not loaded.training
+    x = torch.randn(2, 1, 8, 8)
+    t, y = torch.tensor([1, 2]), torch.tensor([3, 4])
+    assert torch.equal(loaded(x, t, y), model.eval()(x, t, y))
+
+
+def test_save_keeps_an_existing_file(tmp_path):
+    path = tmp_path / "unet.pt"
+    first = _small_unet()
+    assert D.save_unet(path, first)
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    torch.manual_seed(1)
+    assert D.save_unet(path, D.UNet(first.cfg)) is False
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_save_replaces_a_damaged_or_mismatched_file(tmp_path):
+    path = tmp_path / "unet.pt"
+    path.write_bytes(b"not a checkpoint")
+    assert D.save_unet(path, _small_unet())
+    assert D.load_unet(path, verbose=False) is not None
+    assert D.save_unet(path, _small_unet(channels=(16, 16, 16)))
+    assert D.load_unet(path, verbose=False).cfg.channels == (16, 16, 16)
+
+
+def test_load_returns_none_with_one_sentence(tmp_path, capsys):
+    path = tmp_path / "unet.pt"
+    assert D.load_unet(path) is None                      # missing
+    D.save_unet(path, _small_unet())
+    path.write_bytes(path.read_bytes()[:100])             # truncated
+    assert D.load_unet(path) is None
+    D.save_unet(path, _small_unet())
+    cfg = D.load_unet(path, verbose=False).cfg
+    path.with_suffix(".json").write_text(json.dumps({**asdict(cfg), "emb_dim": 32}))   # weights for another size
+    assert D.load_unet(path) is None
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("No usable U-Net at") for line in lines)
+    assert D.load_unet(path, verbose=False) is None and capsys.readouterr().out == ""

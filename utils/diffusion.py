@@ -15,14 +15,23 @@ Index conventions, used everywhere in the lesson (prose, formulas, code, figure 
 
 Guidance: eps = eps_uncond + w (eps_cond - eps_uncond), so w = 0 ignores the label and w = 1 is the
 plain conditional model.
+
+The model is a small class-conditional U-Net (``UNet``, configured by ``UNetConfig``); label
+``cfg.n_classes`` means "no label". Lesson 05 saves its trained (EMA) U-Net with ``save_unet`` at
+``unet_path(data, cfg, steps)``; later lessons load it with ``load_unet`` and sample with ``sample_ddim``.
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 # --------------------------------------------------------------------------- schedules
@@ -141,6 +150,189 @@ def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torc
     """Classifier-free guidance: start from the unconditional estimate and move w times along
     the direction the label adds."""
     return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+# --------------------------------------------------------------------------- the network: a small U-Net
+
+@dataclass
+class UNetConfig:
+    image_channels: int = 1
+    image_size: int = 28            # the samplers draw x_T of this size (any size works in forward)
+    unshuffle: int = 2              # look at 28x28 as 14x14x4: four times fewer positions, same pixels
+    channels: tuple = (32, 64, 64)  # width at 14x14, 7x7 and 4x4
+    emb_dim: int = 128              # time + class embedding
+    n_classes: int = 10             # label n_classes means "no label" (for classifier-free guidance)
+    groups: int = 8
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)   # a list when read back from JSON
+
+    @property
+    def image_shape(self) -> tuple:
+        return (self.image_channels, self.image_size, self.image_size)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer steps, as in transformers: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)  # (half,)
+    angles = t.float()[:, None] * freqs[None]                                         # (B, half)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)                             # (B, dim)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with the time/class embedding added in between, plus a skip."""
+
+    def __init__(self, c_in: int, c_out: int, cfg: UNetConfig):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(cfg.groups, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(cfg.emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(cfg.groups, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):                                  # x: (B, c_in, H, W), emb: (B, emb_dim)
+        h = self.conv1(F.silu(self.norm1(x)))                   # (B, c_out, H, W)
+        h = h + self.emb(F.silu(emb))[:, :, None, None]         # the step and label enter here
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """Predicts the noise in x_{t+1} from (x_{t+1}, t, label): three resolutions joined by skip connections."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        c0 = cfg.image_channels * cfg.unshuffle ** 2
+        c1, c2, c3 = cfg.channels
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
+        self.label_emb = nn.Embedding(cfg.n_classes + 1, cfg.emb_dim)
+        self.inp = nn.Conv2d(c0, c1, 3, padding=1)
+        self.down1, self.pool1 = ResBlock(c1, c1, cfg), nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.down2, self.pool2 = ResBlock(c2, c2, cfg), nn.Conv2d(c2, c3, 3, stride=2, padding=1)
+        self.mid1, self.mid2 = ResBlock(c3, c3, cfg), ResBlock(c3, c3, cfg)
+        self.up2, self.up1 = ResBlock(c3 + c2, c2, cfg), ResBlock(c2 + c1, c1, cfg)
+        self.out = nn.Sequential(nn.GroupNorm(cfg.groups, c1), nn.SiLU(), nn.Conv2d(c1, c0, 3, padding=1))
+
+    @staticmethod
+    def upsample(h, like):           # nearest-neighbour x2, cropped to the skip's size (7 is odd)
+        return F.interpolate(h, scale_factor=2, mode="nearest")[..., :like.shape[-2], :like.shape[-1]]
+
+    def forward(self, x, t, y):                      # x: (B, 1, H, W), t: (B,), y: (B,)
+        emb = self.time_mlp(timestep_embedding(t, self.cfg.emb_dim)) + self.label_emb(y)  # (B, emb)
+        h1 = self.down1(self.inp(F.pixel_unshuffle(x, self.cfg.unshuffle)), emb)       # (B, c1, H/2, W/2)
+        h2 = self.down2(self.pool1(h1), emb)                                           # (B, c2, H/4, W/4)
+        h = self.mid2(self.mid1(self.pool2(h2), emb), emb)                             # (B, c3, H/8, W/8)
+        h = self.up2(torch.cat([self.upsample(h, h2), h2], dim=1), emb)                # (B, c2, H/4, W/4)
+        h = self.up1(torch.cat([self.upsample(h, h1), h1], dim=1), emb)                # (B, c1, H/2, W/2)
+        return F.pixel_shuffle(self.out(h), self.cfg.unshuffle)                        # (B, 1, H, W): the noise
+
+
+# --------------------------------------------------------------------------- samplers
+
+@torch.no_grad()
+def predict_eps(model, x: torch.Tensor, t: int, y: torch.Tensor, w: float) -> torch.Tensor:
+    """Guided noise estimate at step t (an int) for the current image x = x_{t+1}: (B, C, H, W).
+    Both passes (with and without the label) run as one batch of 2B images."""
+    t_vec = torch.full((len(x),), t, dtype=torch.long, device=x.device)
+    null = torch.full_like(y, model.cfg.n_classes)        # the "no label" class
+    if w == 0 or w == 1:                                  # unconditional or plain conditional: one pass is enough
+        return model(x, t_vec, null if w == 0 else y)
+    eps = model(torch.cat([x, x]), torch.cat([t_vec, t_vec]), torch.cat([y, null]))  # (2B, C, H, W)
+    eps_cond, eps_uncond = eps.chunk(2)
+    return guidance(eps_cond, eps_uncond, w)
+
+
+def start_noise(model, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x_T: pure noise, one image per label, drawn on the CPU from ``gen`` (the same on every device)."""
+    return torch.randn(len(y), *model.cfg.image_shape, generator=gen).to(y.device)
+
+
+@torch.no_grad()
+def sample_ddpm(model, y: torch.Tensor, schedule: Schedule, w: float = 1.0, seed: int = 0, record=None,
+                variance: str = "beta", step=p_sample) -> torch.Tensor:
+    """Ancestral sampling: all T reverse steps, fresh noise at every step but the last. Images in [-1, 1].
+
+    variance: "beta" (sigma_t^2 = beta_t, as in p_sample) or "posterior" (beta tilde).
+    step: the reverse step, ``p_sample`` or the learner's. ``record``, a list, gets (label, x) 20 times.
+    """
+    from .train import progress
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = start_noise(model, y, gen)                                          # x_T: pure noise
+    for t in progress(reversed(range(schedule.T)), total=schedule.T, desc="DDPM", leave=False):   # x is x_{t+1}
+        eps = predict_eps(model, x, t, y, w)
+        scale = reverse_noise_scale(schedule, t, variance)                   # sigma_t / sqrt(beta_t)
+        x = step(x, t, eps, schedule, noise=scale * torch.randn(x.shape, generator=gen).to(x.device))  # x_t
+        if record is not None and t % max(1, schedule.T // 20) == 0:
+            record.append((f"x_{t}", x.cpu()))
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(model, y: torch.Tensor, schedule: Schedule, steps: int = 50, w: float = 1.0, seed: int = 0,
+                record=None) -> torch.Tensor:
+    """Deterministic DDIM: jump between a few timesteps, through the predicted clean image. Images in [-1, 1]."""
+    x = start_noise(model, y, torch.Generator(device="cpu").manual_seed(seed))   # x_T
+    ts = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()     # step indices, e.g. 499, 489, ..., 0
+    for i, t in enumerate(ts):                                                # x is x_{t+1}
+        ab = schedule.alpha_bars[t]
+        ab_prev = schedule.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(ab)
+        eps = predict_eps(model, x, t, y, w)
+        x0_hat = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)    # where the model thinks we go
+        eps = (x - ab.sqrt() * x0_hat) / (1 - ab).sqrt()                     # the noise consistent with it
+        x = ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * eps              # x_{s+1} for the next s, no new noise
+        if record is not None:
+            record.append((f"x_{ts[i + 1] + 1 if i + 1 < len(ts) else 0} (jump {i + 1}/{steps})", x.cpu()))
+    return x
+
+
+# --------------------------------------------------------------------------- saving and loading the U-Net
+
+def unet_path(data, cfg: UNetConfig, steps: int) -> Path:
+    """Where lesson 05 keeps its trained U-Net under ``data/models/``: one file per data set, size and budget."""
+    from .runtime import DATA_DIR
+
+    slug = re.sub(r"[^a-z0-9]+", "-", data.name.lower()).strip("-")
+    width = "-".join(str(c) for c in cfg.channels)
+    return Path(DATA_DIR) / "models" / f"unet-{slug}-n{len(data.x_train)}-c{width}-e{cfg.emb_dim}-steps{steps}.pt"
+
+
+def save_unet(path, model: UNet) -> bool:
+    """Weights to ``path`` (a state dict, for torch.load(weights_only=True)) and the config beside it (.json).
+
+    An existing file that loads with the same config is kept (returns False); a missing, damaged or
+    mismatched one is written (returns True), each file to a ``.part`` first and then renamed, so an
+    interrupted run never leaves a half-written file.
+    """
+    path = Path(path)
+    found = load_unet(path, verbose=False)
+    if found is not None and found.cfg == model.cfg:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights, config = path.with_name(path.name + ".part"), path.with_name(path.stem + ".json.part")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    config.write_text(json.dumps(asdict(model.cfg), indent=1) + "\n")
+    config.replace(path.with_suffix(".json"))
+    weights.replace(path)
+    return True
+
+
+def load_unet(path, verbose: bool = True) -> UNet | None:
+    """The U-Net saved by ``save_unet``, on the CPU in eval mode; None, with one sentence, when the files
+    are missing, damaged or do not match (the caller trains afresh)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise FileNotFoundError("no such file")
+        cfg = UNetConfig(**json.loads(path.with_suffix(".json").read_text()))
+        model = UNet(cfg)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:   # missing, truncated, foreign or stale files
+        if verbose:
+            print(f"No usable U-Net at {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).")
+        return None
+    return model.eval()
 
 
 # --------------------------------------------------------------------------- explorers (pure functions)
