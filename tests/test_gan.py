@@ -515,3 +515,169 @@ def test_pretrained_cgan_retrains_a_damaged_file_and_then_loads_it(tmp_path, mon
     G, D, G_ema = gan.pretrained_cgan(data, verbose=False)
     G2, _, E2 = gan.pretrained_cgan(data, verbose=False)             # now loaded, not trained
     assert torch.equal(gan.sample(G_ema, 4, y[:4]), gan.sample(E2, 4, y[:4]))
+
+
+# --------------------------------------------------------------------------- the build: the conditional networks
+
+class LearnerGenerator(nn.Module):
+    """A learner's ConvGenerator, written out as in the notebook; ``mistake`` names one typical error."""
+
+    def __init__(self, cfg, mistake=""):
+        super().__init__()
+        if mistake != "no cfg":
+            self.cfg = cfg
+        self.mistake = mistake
+        c, s = cfg.g_channels, cfg.image_size // 4
+        self.embed = nn.Embedding(cfg.n_classes, cfg.z_dim) if cfg.n_classes else None
+        z_in = cfg.z_dim * (2 if cfg.n_classes and mistake != "no room for the label" else 1)
+        self.project = nn.Sequential(nn.Linear(z_in, 2 * c * s * s), nn.BatchNorm1d(2 * c * s * s), nn.ReLU())
+        act = nn.LeakyReLU(0.2) if mistake == "leaky" else nn.ReLU()
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.BatchNorm2d(c), act,
+            nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1),
+            *([] if mistake == "no batch norm" else [nn.BatchNorm2d(c // 2)]), nn.ReLU(),
+            nn.Conv2d(c // 2, 1, 3, padding=1))
+
+    def forward(self, z, y=None):
+        m = self.mistake
+        if m == "eval inside":
+            self.eval()
+        if m == "frozen batch norm":
+            self.project.eval()
+        if self.embed is not None and m not in ("no room for the label", "label not fed"):
+            if m == "label first":
+                z = torch.cat([self.embed(y), z], dim=1)
+            else:
+                z = gan.condition_on_label(z, torch.zeros_like(y) if m == "label ignored" else y, self.embed)
+        c, s = self.cfg.g_channels, self.cfg.image_size // 4
+        x = self.up(self.project(z).view(-1, 2 * c, s, s))               # (B, 1, H, W)
+        if m == "flat":
+            return torch.sigmoid(x).flatten(1)
+        return {"tanh": torch.tanh, "no sigmoid": lambda t: t}.get(m, torch.sigmoid)(x)
+
+
+class LearnerGenerator64(LearnerGenerator):
+    def forward(self, z, y=None):
+        return super().forward(z, y).double()
+
+
+@pytest.mark.parametrize("cls", [gan.ConvGenerator, LearnerGenerator, LearnerGenerator64])
+def test_check_ConvGenerator_accepts_the_reference_and_a_learners_own_class(cls, capsys):
+    passes(checks.check_ConvGenerator, cls, capsys)
+
+
+def _learner(cls, mistake):
+    return lambda cfg: cls(cfg, mistake)
+
+
+G_BUILD_MISTAKES = {
+    H.G_NO_CFG: "no cfg",
+    H.G_NO_LABEL: "no room for the label",
+    H.G_LABEL_NOT_FED: "label not fed",
+    H.G_IGNORES_LABEL: "label ignored",
+    H.G_LABEL_FIRST: "label first",
+    H.G_RANGE: "tanh",
+    H.G_RANGE + " ": "no sigmoid",
+    H.G_SHAPE: "flat",
+    H.G_VALUES: "leaky",
+    H.LAYOUT: "no batch norm",
+    H.MODE_CHANGED: "eval inside",
+    H.TRAIN_MODE: "frozen batch norm",
+}
+
+
+@pytest.mark.parametrize("hint", G_BUILD_MISTAKES)
+def test_check_ConvGenerator_names_each_mistake(hint, capsys):
+    fails_with(checks.check_ConvGenerator, _learner(LearnerGenerator, G_BUILD_MISTAKES[hint]), capsys, hint.strip())
+
+
+def test_check_ConvGenerator_unattempted_or_not_a_module(capsys):
+    class Stub(nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            raise NotImplementedError()
+
+    fails_with(checks.check_ConvGenerator, Stub, capsys, NOT_IMPLEMENTED)
+    fails_with(checks.check_ConvGenerator, lambda cfg: "a generator", capsys, "not an nn.Module")
+
+
+class LearnerDiscriminator(nn.Module):
+    """A learner's ConvDiscriminator; ``mistake`` names one typical error."""
+
+    def __init__(self, cfg, mistake=""):
+        super().__init__()
+        self.mistake = mistake
+        c, s = cfg.d_channels, cfg.image_size // 4
+        sn = nn.utils.parametrizations.spectral_norm if cfg.spectral_norm else (lambda layer: layer)
+        if mistake == "old spectral norm":
+            sn = nn.utils.spectral_norm if cfg.spectral_norm else sn
+        if mistake == "spectral norm always":
+            sn = nn.utils.parametrizations.spectral_norm
+        act = nn.ReLU if mistake == "relu" else (lambda: nn.LeakyReLU(0.2))
+        self.features = nn.Sequential(sn(nn.Conv2d(1, c, 4, stride=2, padding=1)), act(),
+                                      sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)), act(), nn.Flatten())
+        d = 2 * c * s * s
+        self.out = nn.Linear(d, 1) if mistake == "no spectral norm on out" else sn(nn.Linear(d, 1))
+        self.embed = nn.Embedding(cfg.n_classes, d) if cfg.n_classes else None
+
+    def forward(self, x, y=None):
+        m = self.mistake
+        if m == "train inside":
+            self.train()
+        x = x if m == "not centred" else 2 * x - 1
+        h = self.features(x.detach() if m == "detached input" else x)         # (B, F)
+        if m == "dropout":
+            h = F.dropout(h, 0.3, self.training)
+        logit = self.out(h) if m == "no squeeze" else self.out(h).squeeze(1)   # (B,)
+        if self.embed is not None and m != "label ignored":
+            logit = logit + (self.embed(y) * h).sum(dim=1)
+        if m == "column":
+            logit = logit.unsqueeze(1)
+        return torch.sigmoid(logit) if m == "sigmoid" else logit
+
+
+class LearnerDiscriminator64(LearnerDiscriminator):
+    def forward(self, x, y=None):
+        return super().forward(x, y).double()
+
+
+@pytest.mark.parametrize("cls", [gan.ConvDiscriminator, LearnerDiscriminator, LearnerDiscriminator64])
+def test_check_ConvDiscriminator_accepts_the_reference_and_a_learners_own_class(cls, capsys):
+    passes(checks.check_ConvDiscriminator, cls, capsys)
+
+
+D_BUILD_MISTAKES = {
+    H.D_NO_SN: "no spectral norm on out",
+    H.D_OLD_SN: "old spectral norm",
+    H.D_SN_WHEN_OFF: "spectral norm always",
+    H.D_SIGMOID: "sigmoid",
+    H.D_TABLE: "no squeeze",
+    H.D_COLUMN: "column",
+    H.D_NOT_CENTRED: "not centred",
+    H.D_IGNORES_LABEL: "label ignored",
+    H.D_RANDOM: "dropout",
+    H.D_INPUT_DETACHED: "detached input",
+    H.D_VALUES: "relu",
+    H.MODE_CHANGED: "train inside",
+}
+
+
+@pytest.mark.parametrize("hint", D_BUILD_MISTAKES)
+def test_check_ConvDiscriminator_names_each_mistake(hint, capsys):
+    fails_with(checks.check_ConvDiscriminator, _learner(LearnerDiscriminator, D_BUILD_MISTAKES[hint]), capsys, hint)
+
+
+def test_the_learners_networks_train_like_the_references_and_save_in_its_format(tmp_path):
+    cfg = _tiny_cfg(n_classes=10)
+    x, y = torch.rand(32, 1, 8, 8), torch.arange(32) % 10
+    runs = []
+    for make_g, make_d in ((gan.ConvGenerator, gan.ConvDiscriminator), (LearnerGenerator, LearnerDiscriminator)):
+        torch.manual_seed(0)
+        G, D = make_g(cfg), make_d(cfg)
+        losses, *_ = gan.train_gan(G, D, x, y, gan.TrainConfig(steps=4, batch=8), verbose=False)
+        runs.append((G, D, losses.values["loss_d"]))
+    assert runs[0][2] == pytest.approx(runs[1][2], abs=1e-5)        # same init, same steps, same losses
+    path = gan.save_gan(tmp_path / "learner.pt", runs[1][0], runs[1][1])
+    G2, _, _ = gan.load_gan(path, cfg)                               # lesson 07 loads it with the reference classes
+    runs[1][0].eval()
+    assert torch.allclose(gan.sample(G2, 4, y[:4]), gan.sample(runs[1][0], 4, y[:4]), atol=1e-6)
