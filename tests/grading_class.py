@@ -23,6 +23,11 @@ from course.notebook import source_text  # noqa: E402
 
 # One typical mistake per exercise: the body a student might write instead of the answer.
 WRONG = {
+    "fit_diagonal_gaussians": "x = x.flatten(1)\n"
+                              "means = torch.stack([x[y == k].mean(0) for k in range(n_classes)])\n"
+                              "variances = torch.stack([x[y == k].var(0, unbiased=False) for k in range(n_classes)])\n"
+                              "counts = torch.bincount(y, minlength=n_classes).float()\n"
+                              "return generative.DiagonalGaussians(means, variances, torch.log(counts / counts.sum()))",
     "gaussian_log_density": "return -(torch.log(2 * math.pi * var) + (x - mean) ** 2 / var).sum(dim=-1)",
     "log_posterior": "return log_likelihood + log_prior",
     "sample_low_rank_gaussian": "z = torch.randn(n, components.shape[1], generator=generator)\n"

@@ -4,12 +4,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from utils import generative as g
 from checking import fails_with, in_float64, passes
-from utils.checks import check_gaussian_log_density, check_log_posterior, check_sample_low_rank_gaussian
+from utils.checks import (check_fit_diagonal_gaussians, check_gaussian_log_density, check_log_posterior,
+                          check_sample_low_rank_gaussian)
 from utils.checks import generative as H
-from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN, RAISED
+from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN, RAISED, Hint
 
 
 # --------------------------------------------------------------------------- references
@@ -38,6 +40,20 @@ def test_low_rank_log_likelihood_matches_full_covariance():
     cov = w @ w.T + s2 * torch.eye(6)
     full = torch.distributions.MultivariateNormal(model.means[0], covariance_matrix=cov).log_prob(x[:5])
     assert torch.allclose(model.log_likelihood(x[:5])[:, 0], full, atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:var\\(\\)")  # the empty class
+def test_fit_diagonal_gaussians_counts_means_variances_and_shares():
+    x = torch.tensor([[0.0, 1.0], [0.0, 3.0], [0.0, 2.0], [4.0, 0.0]])
+    y = torch.tensor([0, 0, 0, 2])
+    model = g.fit_diagonal_gaussians(x.view(4, 1, 1, 2), y, n_classes=3, var_floor=0.5)  # images are flattened
+    assert torch.allclose(model.means[0], torch.tensor([0.0, 2.0]))
+    assert torch.allclose(model.variances[0], torch.tensor([0.5, 2 / 3 + 0.5]))   # divides by N_k, then the floor
+    assert torch.allclose(model.variances[2], torch.tensor([0.5, 0.5]))           # one image: only the floor
+    assert torch.isnan(model.means[1]).all()                                       # an empty class has no mean
+    assert torch.allclose(model.log_prior.exp(), torch.tensor([0.75, 0.0, 0.25]))
+    assert model.log_prior.dtype == torch.float32
+    assert g.fit_diagonal_gaussians(x.double(), y, 3).means.dtype == torch.float64
 
 
 def test_generative_classifier_beats_chance_on_digits():
@@ -80,7 +96,24 @@ def _sample_via_matmul(mean, components, noise_std, n, generator=None):
     return (mean[:, None] + components @ z).T + noise_std * torch.randn(n, len(mean), generator=generator)
 
 
+def _fit_vectorised(x, y, n_classes=10, var_floor=0.01):
+    x = x.reshape(len(x), -1)
+    one_hot = F.one_hot(y, n_classes).to(x.dtype)                  # (N, K)
+    counts = one_hot.sum(0)                                        # (K,)
+    means = one_hot.T @ x / counts[:, None]                        # (K, D)
+    variances = one_hot.T @ x ** 2 / counts[:, None] - means ** 2 + var_floor
+    return g.DiagonalGaussians(means, variances, counts.log() - counts.sum().log())
+
+
+def _fit_in_float64(x, y, n_classes=10, var_floor=0.01):
+    model = g.fit_diagonal_gaussians(x.double(), y, n_classes, var_floor)
+    return g.DiagonalGaussians(model.means, model.variances, model.log_prior.double())
+
+
 @pytest.mark.parametrize("check, fn", [
+    (check_fit_diagonal_gaussians, g.fit_diagonal_gaussians),
+    (check_fit_diagonal_gaussians, _fit_vectorised),
+    (check_fit_diagonal_gaussians, _fit_in_float64),
     (check_gaussian_log_density, g.gaussian_log_density),
     (check_gaussian_log_density, lambda x, m, v: torch.distributions.Normal(m, v.sqrt()).log_prob(x).sum(-1)),
     (check_gaussian_log_density, lambda x, m, v: (-0.5 * math.log(2 * math.pi) * x.shape[1] - 0.5 * v.log().sum()
@@ -99,6 +132,70 @@ def test_checks_accept_correct_answers_in_float32_and_float64(check, fn, capsys)
 
 
 # --------------------------------------------------------------------------- checks name typical mistakes
+
+def _fit(flatten=True, classes=None, mean=None, variance=None, floor=None, prior=None, wrap=True):
+    """fit_diagonal_gaussians with one piece swapped for a learner's mistake (each a function of the pieces)."""
+    def fit(x, y, n_classes=10, var_floor=0.01):
+        x = x.flatten(1) if flatten else x
+        ks = classes(n_classes) if classes else range(n_classes)
+        per_class = [x[y == k] for k in ks]
+        means = torch.stack([(mean or (lambda x_k, x: x_k.mean(0)))(x_k, x) for x_k in per_class])
+        spread = torch.stack([(variance or (lambda x_k, x: x_k.var(0, unbiased=False)))(x_k, x) for x_k in per_class])
+        variances = (floor or (lambda v, f: v + f))(spread, var_floor)
+        counts = torch.bincount(y, minlength=len(per_class)).float()
+        log_prior = (prior or (lambda n: torch.log(n / n.sum())))(counts)
+        return g.DiagonalGaussians(means, variances, log_prior) if wrap else (means, variances, log_prior)
+    return fit
+
+
+def _fit_ragged(x, y, n_classes=10, var_floor=0.01):
+    x = x.flatten(1)
+    means = torch.stack([x[y == k].mean(1) for k in range(n_classes)])   # averages each image, not each pixel
+    return g.DiagonalGaussians(means, means, means)
+
+
+FIT_MISTAKES = {
+    H.FIT_NOT_MODEL: _fit(wrap=False),
+    H.FIT_N_CLASSES: _fit(classes=lambda n: range(10)),
+    H.FIT_NOT_FLAT: _fit(flatten=False),
+    H.FIT_RAGGED: _fit_ragged,
+    H.FIT_EMPTY_CLASS: _fit(classes=lambda n: range(1, n + 1)),   # labels counted from 1
+    H.FIT_ZERO_VARIANCE: _fit(floor=lambda v, f: v),
+    H.FIT_FLOOR_AS_MIN: _fit(floor=lambda v, f: v.clamp_min(f)),
+    H.FIT_FLOOR_FIXED: _fit(floor=lambda v, f: v + 0.01),
+    H.FIT_UNBIASED: _fit(variance=lambda x_k, x: x_k.var(0)),
+    H.FIT_STD: _fit(variance=lambda x_k, x: x_k.std(0)),
+    H.FIT_POOLED_MEAN: _fit(mean=lambda x_k, x: x.mean(0)),
+    H.FIT_POOLED_VAR: _fit(variance=lambda x_k, x: x.var(0, unbiased=False)),
+    H.FIT_MEAN_HINT: _fit(mean=lambda x_k, x: x_k.median(0).values),
+    H.FIT_VAR_HINT: _fit(variance=lambda x_k, x: (x_k - x_k.mean(0)).abs().mean(0)),
+    H.FIT_PRIOR_UNIFORM: _fit(prior=lambda n: torch.full_like(n, -math.log(len(n)))),
+    H.FIT_PRIOR_NOT_LOG: _fit(prior=lambda n: n / n.sum()),
+    H.FIT_PRIOR_UNNORMALISED: _fit(prior=lambda n: torch.log(n)),
+    H.FIT_PRIOR_HINT: _fit(prior=lambda n: torch.log((n + 1) / (n + 1).sum())),   # add-one smoothing
+    H.FIT_OTHER_CASE: _fit(floor=lambda v, f: v + (f if f != 0.01 else 0.02)),     # ignores the default floor
+    IN_PLACE.format("x"): lambda x, y, n_classes=10, var_floor=0.01: g.fit_diagonal_gaussians(x.clamp_(0, 0.9), y, n_classes, var_floor),
+    NO_RETURN: lambda x, y, n_classes=10, var_floor=0.01: None,
+}
+
+
+@pytest.mark.parametrize("hint", FIT_MISTAKES)
+def test_fit_check_names_each_mistake(hint, capsys):
+    fails_with(check_fit_diagonal_gaussians, FIT_MISTAKES[hint], capsys, hint)
+
+
+def test_fit_check_falls_back_to_the_reference_model(capsys):
+    import utils.checks
+    assert utils.checks.fit_diagonal_gaussians(FIT_MISTAKES[H.FIT_UNBIASED]) is g.fit_diagonal_gaussians
+    assert "goes on with the reference" in capsys.readouterr().out
+
+
+def test_every_hint_has_a_stronger_one_and_every_exercise_a_second_hint():
+    hints = [v for k, v in vars(H).items() if k.isupper() and not k.startswith("_") and isinstance(v, str)]
+    assert hints and all(isinstance(h, Hint) and h.more for h in hints)
+    assert set(H.SECOND_HINTS) == {"fit_diagonal_gaussians", "gaussian_log_density", "log_posterior",
+                                   "sample_low_rank_gaussian"}
+
 
 def _density_in_place(x, m, v):
     x -= m                                      # edits the caller's data: later classes see shifted pixels

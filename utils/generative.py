@@ -49,12 +49,21 @@ class DiagonalGaussians:
 
 def fit_diagonal_gaussians(x: torch.Tensor, y: torch.Tensor, n_classes: int = 10,
                            var_floor: float = 0.01) -> DiagonalGaussians:
-    """Maximum-likelihood mean and variance per class and pixel; the floor keeps always-black pixels finite."""
-    x = x.flatten(1)
-    means = torch.stack([x[y == k].mean(0) for k in range(n_classes)])
-    variances = torch.stack([x[y == k].var(0, unbiased=False) for k in range(n_classes)]) + var_floor
-    counts = torch.bincount(y, minlength=n_classes).float()
-    return DiagonalGaussians(means, variances, torch.log(counts / counts.sum()))
+    """Fit p(x | y) and p(y) by maximum likelihood: the mean and variance of every pixel within each class,
+    and each class's share of the examples.
+
+    x: (N, D) rows of pixels, or images (N, 1, H, W); y: (N,) labels in 0..n_classes-1. The floor is added
+    to every variance, so a pixel that is black in all of a class's images keeps a finite log-density.
+    """
+    x = x.flatten(1)                                         # (N, D)
+    means, variances = [], []
+    for k in range(n_classes):
+        x_k = x[y == k]                                      # (N_k, D) the images of class k
+        means.append(x_k.mean(dim=0))                        # (D,)
+        variances.append(x_k.var(dim=0, unbiased=False) + var_floor)  # (D,) divide by N_k, then the floor
+    counts = torch.bincount(y, minlength=n_classes).to(x.dtype)       # (K,) images per class
+    log_prior = torch.log(counts / counts.sum())             # (K,) log p(y = k)
+    return DiagonalGaussians(torch.stack(means), torch.stack(variances), log_prior)
 
 
 @dataclass
