@@ -38,12 +38,26 @@ WRONG = {
     "reparameterize": "return mu + logvar * torch.randn_like(mu)",
     "kl_divergence": "return -0.5 * (1 + logvar - mu.pow(2) - (0.5 * logvar).exp()).sum(dim=1)",
     "elbo_loss": "return F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(dim=1).mean()",
+    "VAE": ("self.encoder = MLPEncoder(cfg.image_shape, (cfg.hidden,), 2 * cfg.latent)\n"
+            "self.decoder = MLPDecoder(cfg.latent, (cfg.hidden,), cfg.image_shape)",
+            "mu, logvar = self.encoder(x).chunk(2, dim=-1)\nreturn mu, logvar",
+            "return self.decoder(z)",
+            "mu, logvar = self.encode(x)\nreturn self.decode(mu), mu, logvar"),
+    "vae_step": "logits, mu, logvar = model(x)\nloss = elbo_loss(logits, x, mu, logvar, beta)\nloss.backward()\n"
+                "opt.step()\nreturn loss.item()",
     "d_loss": "return (F.binary_cross_entropy_with_logits(real_logits, torch.zeros_like(real_logits))\n"
               "        + F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)))",
     "g_loss": "return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))",
     "gan_step": "fake = G(z)\nreal_logits, fake_logits = D(real), D(fake.detach())\nloss_d = d_loss(real_logits, fake_logits)\n"
                 "opt_d.zero_grad()\nloss_d.backward()\nopt_d.step()\nloss_g = g_loss(D(fake.detach()))",
     "condition_on_label": "return h + embedding(y)[:, : h.shape[1]]",
+    "ConvGenerator": ("solution",                    # __init__ right; forward ends in tanh: pixels in [-1, 1]
+                      "if self.embed is not None:\n    z = condition_on_label(z, y, self.embed)\n"
+                      "return torch.tanh(self.up(self.project(z).view(-1, 2 * c, s, s)))"),
+    "ConvDiscriminator": ("solution",                # __init__ right; forward returns probabilities
+                          "h = self.features(2 * x - 1)\nlogit = self.out(h).squeeze(1)\n"
+                          "if self.embed is not None:\n    logit = logit + (self.embed(y) * h).sum(dim=1)\n"
+                          "return torch.sigmoid(logit)"),
     "q_sample": "alpha_bar = schedule.alpha_bars[t]\nreturn alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise",
     "diffusion_loss": "x_t = q_sample(x0, t, noise, schedule)\nreturn F.mse_loss(model(x_t, t, y), x0)",
     "p_sample": "beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]\n"

@@ -310,3 +310,143 @@ def test_binarize_draws_each_pixel_on_with_its_grey_level():
     assert torch.equal(vae.binarize(torch.zeros(4, 4)), torch.zeros(4, 4))
     with pytest.raises(ValueError, match="grey levels"):
         vae.binarize(torch.full((2, 2), 255.0))
+
+
+# --------------------------------------------------------------------------- build exercise: the VAE module
+
+class _VAE(vae.VAE):
+    """The reference with one method overridden per mistake below."""
+
+
+class _VAEOwnWords(torch.nn.Module):
+    """A correct VAE written differently: slices instead of chunk, the sample inline."""
+
+    def __init__(self, cfg=vae.VAEConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = vae.MLPEncoder(cfg.image_shape, [cfg.hidden], cfg.latent * 2)
+        self.decoder = vae.MLPDecoder(cfg.latent, [cfg.hidden], cfg.image_shape)
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return h[:, :self.cfg.latent], h[:, self.cfg.latent:]
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(logvar / 2) * torch.randn_like(mu)
+        return self.decode(z), mu, logvar
+
+
+def _override(**methods):
+    return type("Mistake", (_VAE,), methods)
+
+
+def _half_encoder_init(self, cfg=vae.VAEConfig()):
+    torch.nn.Module.__init__(self)
+    self.cfg = cfg
+    self.encoder = vae.MLPEncoder(cfg.image_shape, (cfg.hidden,), cfg.latent)
+    self.decoder = vae.MLPDecoder(cfg.latent, (cfg.hidden,), cfg.image_shape)
+
+
+def _no_cfg_init(self, cfg=vae.VAEConfig()):
+    vae.VAE.__init__(self, cfg)
+    del self.cfg
+
+
+def _sampled(sample):
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(sample(mu, logvar)), mu, logvar
+    return forward
+
+
+VAE_MISTAKES = {
+    H.VAE_NO_CFG: _override(__init__=_no_cfg_init),
+    H.VAE_ENCODER_HALF: _override(__init__=_half_encoder_init),
+    H.VAE_ENCODE_PAIR: _override(encode=lambda self, x: self.encoder(x)),
+    H.VAE_SPLIT_BATCH: _override(encode=lambda self, x: self.encoder(x).chunk(2, dim=0)),
+    H.VAE_SWAPPED: _override(encode=lambda self, x: self.encoder(x).chunk(2, dim=-1)[::-1]),
+    H.VAE_INTERLEAVED: _override(encode=lambda self, x: (self.encoder(x)[:, 0::2], self.encoder(x)[:, 1::2])),
+    H.VAE_LOGVAR_EXP: _override(encode=lambda self, x: (self.encoder(x).chunk(2, -1)[0],
+                                                          self.encoder(x).chunk(2, -1)[1].exp())),
+    H.VAE_DECODE_SHAPE: _override(decode=lambda self, z: self.decoder.net(z)),
+    H.VAE_DECODE_SIGMOID: _override(decode=lambda self, z: torch.sigmoid(self.decoder(z))),
+    H.VAE_DECODE_SIGMOID + " ": _override(forward=lambda self, x: (
+        torch.sigmoid(vae.VAE.forward(self, x)[0]), *vae.VAE.forward(self, x)[1:])),
+    H.VAE_FORWARD_TRIPLE: _override(forward=lambda self, x: vae.VAE.forward(self, x)[0]),
+    H.VAE_FORWARD_ORDER: _override(forward=lambda self, x: vae.VAE.forward(self, x)[::-1]),
+    H.VAE_FORWARD_ORDER + " ": _override(forward=lambda self, x: (lambda l, m, v: (l, v, m))(*vae.VAE.forward(self, x))),
+    H.VAE_NO_SAMPLE: _override(forward=_sampled(lambda mu, logvar: mu)),
+    H.VAE_NO_GRAD_TO_ENCODER: _override(forward=_sampled(
+        lambda mu, logvar: torch.distributions.Normal(mu, (0.5 * logvar).exp()).sample())),
+    H.VAE_NO_GRAD_TO_ENCODER + " ": _override(forward=_sampled(lambda mu, logvar: vae.reparameterize(mu, logvar).detach())),
+    H.VAE_LOGVAR_AS_STD: _override(forward=_sampled(lambda mu, logvar: mu + logvar * torch.randn_like(mu))),
+}
+
+
+@pytest.mark.parametrize("cls", [vae.VAE, in_float64(vae.VAE), _VAEOwnWords], ids=["reference", "float64", "own words"])
+def test_check_VAE_accepts_correct_modules(cls, capsys):
+    passes(utils.checks.check_VAE, cls, capsys)
+
+
+@pytest.mark.parametrize("hint", VAE_MISTAKES)
+def test_check_VAE_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_VAE, VAE_MISTAKES[hint], capsys, hint.strip())
+
+
+def test_check_VAE_reports_not_implemented(capsys):
+    class Stub(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            raise NotImplementedError()
+
+    fails_with(utils.checks.check_VAE, Stub, capsys, NOT_IMPLEMENTED)
+
+
+# --------------------------------------------------------------------------- build exercise: one training step
+
+def _step(zero="before", beta_used=True, sample=True, returns="item", step=True):
+    def vae_step(model, opt, x, beta=1.0):
+        mu, logvar = model.encode(x)
+        z = vae.reparameterize(mu, logvar) if sample else mu
+        loss = vae.elbo_loss(model.decode(z), x, mu, logvar, beta if beta_used else 1.0)
+        if zero == "before":
+            opt.zero_grad()
+        loss.backward()
+        if zero == "after":
+            opt.zero_grad()
+        if step:
+            opt.step()
+        return {"item": loss.item(), "tensor": loss, "per-pixel": loss.item() / x[0].numel()}[returns]
+    return vae_step
+
+
+STEP_MISTAKES = {
+    H.STEP_STALE_GRADS: _step(zero=None),
+    H.STEP_NO_UPDATE: _step(zero="after"),
+    H.STEP_NO_UPDATE + " ": _step(step=False),
+    H.STEP_NO_BETA: _step(beta_used=False),
+    H.STEP_NOT_SAMPLED: _step(sample=False),
+    H.STEP_RETURNS_TENSOR: _step(returns="tensor"),
+    H.STEP_RETURNED_VALUE: _step(returns="per-pixel"),
+}
+
+
+@pytest.mark.parametrize("fn", [vae.vae_step, in_float64(vae.vae_step), _step()], ids=["reference", "float64", "own words"])
+def test_check_vae_step_accepts_correct_steps(fn, capsys):
+    passes(utils.checks.check_vae_step, fn, capsys)
+
+
+@pytest.mark.parametrize("hint", STEP_MISTAKES)
+def test_check_vae_step_names_each_mistake(hint, capsys):
+    fails_with(utils.checks.check_vae_step, STEP_MISTAKES[hint], capsys, hint.strip())
+
+
+def test_check_vae_step_reports_not_implemented(capsys):
+    def stub(model, opt, x, beta=1.0):
+        raise NotImplementedError()
+
+    fails_with(utils.checks.check_vae_step, stub, capsys, NOT_IMPLEMENTED)

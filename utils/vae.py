@@ -73,6 +73,16 @@ def elbo_loss(logits, x, mu, logvar, beta: float = 1.0) -> torch.Tensor:
     return (reconstruction_nll(logits, x) + beta * kl_divergence(mu, logvar)).mean()
 
 
+def vae_step(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, beta: float = 1.0) -> float:
+    """One optimiser step on the negative ELBO of the batch x; returns that loss (before the step) as a float."""
+    logits, mu, logvar = model(x)                    # (B, 1, H, W), (B, latent), (B, latent)
+    loss = elbo_loss(logits, x, mu, logvar, beta)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Binary images drawn pixel by pixel: each pixel is 1 with probability its grey level in [0, 1].
 

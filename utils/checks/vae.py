@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .core import exercise_check
+from .core import NO_RETURN, Hint, exercise_check
 from .. import vae as ref
 
 # ------------------------------------------------------------------ hints, shared with the tests
@@ -192,3 +192,268 @@ def check_elbo_loss(c, fn):
     logits, x, mu, logvar = elbo_cases(2, 4)  # the default beta is 1
     out = c.call(fn, logits, x, mu, logvar, error_hints={"beta": ELBO_DEFAULT_BETA})
     c.close(out, ref.elbo_loss(logits, x, mu, logvar), hint=ELBO_DEFAULT_HINT)
+
+
+# --------------------------------------------------------------------------- the VAE module (build exercise)
+
+VAE_NO_CFG = Hint("your VAE does not keep its config as `self.cfg`, which saving and loading need.",
+                  more="keep the line self.cfg = cfg at the top of __init__.")
+VAE_ENCODER_HALF = Hint("the encoder gives one number per latent dimension, but a Gaussian needs two: "
+                        "a mean and a log-variance.",
+                        more="the encoder's output size is 2 * cfg.latent; encode splits it into mu and logvar.")
+VAE_ENCODE_PAIR = Hint("encode should give back two tensors, mu and logvar, each of shape (B, latent).",
+                       more="split the encoder's output in two along the last dimension: "
+                            "mu, logvar = self.encoder(x).chunk(2, dim=-1).")
+VAE_SPLIT_BATCH = Hint("mu and logvar come out with half the batch each: the split cuts across the examples.",
+                       more="split along the last dimension (dim=-1), where the 2 * latent numbers of each example are.")
+VAE_SWAPPED = Hint("your mu holds what the reference's logvar holds, and the other way round.",
+                   more="the first half of the encoder's output is mu, the second half logvar: "
+                        "mu, logvar = h.chunk(2, dim=-1), in that order.")
+VAE_INTERLEAVED = Hint("mu and logvar each mix numbers from both halves of the encoder's output.",
+                       more="take the first latent numbers as mu and the last latent as logvar, with .chunk(2, dim=-1), "
+                            "not every other number.")
+VAE_LOGVAR_EXP = Hint("your logvar is never negative: it looks like a variance or a standard deviation, "
+                      "not its logarithm.",
+                      more="return the encoder's second half as it is: it is log(sigma^2) already, any real number.")
+VAE_DECODE_SHAPE = Hint("decode should give one logit per pixel, shaped like the images (B, 1, H, W).",
+                        more="self.decoder (an MLPDecoder) already reshapes its output to cfg.image_shape: return it.")
+VAE_DECODE_SIGMOID = Hint("the decoder's output lies between 0 and 1: the loss expects logits, "
+                          "which can be any real number.",
+                          more="return self.decoder(z) without a sigmoid: binary_cross_entropy_with_logits applies it.")
+VAE_FORWARD_TRIPLE = Hint("forward should give back three tensors: the logits, mu and logvar, in that order.",
+                          more="return self.decode(z), mu, logvar.")
+VAE_FORWARD_ORDER = Hint("forward's three outputs are in the wrong order: the loss reads the logits first, "
+                         "then mu, then logvar.",
+                         more="return self.decode(z), mu, logvar.")
+VAE_NO_SAMPLE = Hint("forward gives the same logits every time for the same image: the code is not sampled.",
+                     more="decode a sample z = reparameterize(mu, logvar), not mu itself; mu is for "
+                          "reconstructing at test time.")
+VAE_NO_GRAD_TO_ENCODER = Hint("the reconstruction loss sends no gradient back to the encoder, so the encoder "
+                              "could never learn to encode.",
+                              more="sample with the reparameterisation trick, z = reparameterize(mu, logvar): "
+                                   "not with .sample(), torch.normal, .detach() or under torch.no_grad().")
+VAE_LOGVAR_AS_STD = Hint("the sampled codes spread too much or too little around mu.",
+                         more="sigma = exp(0.5 * logvar); simplest is z = reparameterize(mu, logvar).")
+VAE_FORWARD_HINT = Hint("the logits are not the decoded sample of the code.",
+                        more="forward: mu, logvar = self.encode(x); z = reparameterize(mu, logvar); "
+                             "return self.decode(z), mu, logvar.")
+VAE_LEARN_HINT = Hint("are the encoder's outputs and the sample wired as the loss expects?",
+                      more="forward returns the logits of the sampled code, mu and logvar, all still carrying gradients.")
+
+_VAE_CONFIGS = (ref.VAEConfig(image_shape=(1, 6, 6), hidden=16, latent=3),
+                ref.VAEConfig(image_shape=(1, 28, 28), hidden=12, latent=2),
+                ref.VAEConfig(image_shape=(1, 5, 7), hidden=8, latent=5))
+
+
+def _batch(cfg, n: int, seed: int) -> torch.Tensor:
+    return (torch.rand(n, *cfg.image_shape, generator=torch.Generator().manual_seed(seed)) < 0.4).float()
+
+
+def _pair(c, out, hint) -> tuple:
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        c.fail(hint)
+    return tuple(c.tensor(o) for o in out)
+
+
+def _encoder_is_half(mine, reference) -> bool:
+    """Whether the learner's encoder ends with latent outputs where the reference has 2 * latent."""
+    theirs = reference.state_dict()
+    last = [k for k in theirs if k.startswith("encoder.") and k.endswith(".bias")][-1]
+    mine = mine.state_dict()
+    return last in mine and mine[last].shape[0] * 2 == theirs[last].shape[0]
+
+
+def _sampler(cls):
+    """The reparameterize the learner's forward calls (the notebook's), else the course's."""
+    fn = getattr(getattr(cls, "forward", None), "__globals__", {}).get("reparameterize")
+    return fn if callable(fn) else ref.reparameterize
+
+
+def _check_encode_decode(c, mine, reference, cfg, x):
+    mu, logvar = _pair(c, c.call(mine.encode, x), VAE_ENCODE_PAIR)
+    c.shape(mu, (len(x), cfg.latent), VAE_ENCODE_PAIR, mistakes={(len(x) // 2, 2 * cfg.latent): VAE_SPLIT_BATCH})
+    c.shape(logvar, (len(x), cfg.latent), VAE_ENCODE_PAIR)
+    h = reference.encoder(x).detach()                              # (B, 2 * latent)
+    r_mu, r_logvar = h.chunk(2, dim=-1)
+    c.close(mu, r_mu, mistakes={VAE_SWAPPED: r_logvar, VAE_INTERLEAVED: h[:, 0::2]}, hint=VAE_ENCODE_PAIR)
+    c.close(logvar, r_logvar, mistakes={VAE_LOGVAR_EXP: lambda out: bool((out >= 0).all() and (r_logvar < 0).any()),
+                                        VAE_SWAPPED: r_mu, VAE_INTERLEAVED: h[:, 1::2]}, hint=VAE_ENCODE_PAIR)
+    z = torch.randn(len(x), cfg.latent, generator=torch.Generator().manual_seed(5)).to(x)
+    out = c.shape(c.call(mine.decode, z), (len(x), *cfg.image_shape), VAE_DECODE_SHAPE)
+    expected = reference.decode(z).detach()
+    c.close(out, expected, mistakes={VAE_DECODE_SIGMOID: torch.sigmoid(expected)}, hint=VAE_DECODE_SHAPE)
+
+
+def _forward(c, mine, x, seed):
+    torch.manual_seed(seed)
+    out = c.call(mine, x)
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        c.fail(VAE_FORWARD_TRIPLE)
+    return tuple(c.tensor(o) for o in out)
+
+
+@exercise_check
+def check_VAE(c, cls):
+    for i, cfg in enumerate(_VAE_CONFIGS):
+        torch.manual_seed(i)
+        reference = ref.VAE(cfg)
+        mine = c.module(cls, cfg)
+        c.true(getattr(mine, "cfg", None) == cfg, VAE_NO_CFG)
+        if _encoder_is_half(mine, reference):
+            c.fail(VAE_ENCODER_HALF)
+        c.same_weights(mine, reference)
+        x = _batch(cfg, 4, seed=i)
+        with torch.no_grad():
+            _check_encode_decode(c, mine, reference, cfg, x)
+
+        logits, mu, logvar = _forward(c, mine, x, seed=10 + i)
+        if logits.shape != x.shape and (mu.shape == x.shape or logvar.shape == x.shape):
+            c.fail(VAE_FORWARD_ORDER)
+        c.shape(logits, x.shape, VAE_FORWARD_TRIPLE)
+        r_mu, r_logvar = (t.detach() for t in reference.encode(x))
+        c.close(mu, r_mu, mistakes={VAE_FORWARD_ORDER: r_logvar}, hint=VAE_FORWARD_TRIPLE)
+        c.close(logvar, r_logvar, mistakes={VAE_FORWARD_ORDER: r_mu}, hint=VAE_FORWARD_TRIPLE)
+
+        encoder = [p for p in mine.encoder.parameters()]   # the sample must carry the gradient to the encoder
+        recon = ref.reconstruction_nll(logits, x).mean() if logits.requires_grad else None
+        grads = torch.autograd.grad(recon, encoder, allow_unused=True) if recon is not None else [None]
+        if all(g is None or not g.abs().sum() > 0 for g in grads):
+            c.fail(VAE_NO_GRAD_TO_ENCODER)
+
+        with torch.no_grad():
+            torch.manual_seed(10 + i)
+            expected = reference.decode(_sampler(cls)(r_mu, r_logvar))
+            torch.manual_seed(10 + i)
+            eps = torch.randn_like(r_mu)
+            wrong_spreads = [reference.decode(r_mu + r_logvar * eps), reference.decode(r_mu + r_logvar.exp() * eps)]
+            mistakes = {VAE_NO_SAMPLE: reference.decode(r_mu),
+                        VAE_DECODE_SIGMOID: torch.sigmoid(expected),
+                        VAE_LOGVAR_AS_STD: lambda out: any(torch.allclose(out, w, atol=1e-4) for w in wrong_spreads)}
+        c.close(logits, expected, mistakes=mistakes, hint=VAE_FORWARD_HINT)
+
+    cfg = _VAE_CONFIGS[0]                                    # float64 works, and a few steps lower the loss
+    torch.manual_seed(0)
+    reference = ref.VAE(cfg).double()
+    mine = c.module(cls, cfg)
+    c.same_weights(mine, reference)
+    mine.double()
+    x = _batch(cfg, 8, seed=7).double()
+    logits, mu, logvar = _forward(c, mine, x, seed=3)
+    c.true(logits.dtype == torch.float64, "your VAE does not work in float64: keep the input's dtype throughout.")
+    c.gradients_reach(mine, ref.elbo_loss(logits, x, mu, logvar))
+    opt = torch.optim.Adam(mine.parameters(), lr=1e-2)
+    losses = []
+    for step in range(25):
+        logits, mu, logvar = _forward(c, mine, x, seed=100 + step)
+        loss = ref.elbo_loss(logits, x, mu, logvar)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    c.learns(losses, VAE_LEARN_HINT)
+
+
+# --------------------------------------------------------------------------- one training step (build exercise)
+
+STEP_STALE_GRADS = Hint("the update depends on gradients left over from before the call: they add up from one "
+                        "step to the next.",
+                        more="call opt.zero_grad() before loss.backward() in every step.")
+STEP_NO_UPDATE = Hint("the parameters did not change: the step computed a loss but did not move the model.",
+                      more="the order is opt.zero_grad(), loss.backward(), opt.step(): zeroing after backward "
+                           "throws the gradients away, and without opt.step() nothing moves.")
+STEP_NO_BETA = Hint("changing beta changes nothing in the update.",
+                    more="pass beta on to the loss: elbo_loss(logits, x, mu, logvar, beta).")
+STEP_RETURNS_TENSOR = Hint("the step returns a tensor that still carries the whole graph: a history of them "
+                           "would keep every step's graph in memory.",
+                           more="return loss.item(), a plain Python number.")
+STEP_RETURNED_VALUE = Hint("the number returned is not the batch's loss before the update.",
+                           more="return loss.item() of the loss you called backward on.")
+STEP_NOT_SAMPLED = Hint("the update is the one you get from decoding mu: no code was sampled during training.",
+                        more="use the model's forward, logits, mu, logvar = model(x), which decodes a sample.")
+STEP_HINT = Hint("the updated parameters differ from one Adam step on the negative ELBO of the batch.",
+                 more="logits, mu, logvar = model(x); loss = elbo_loss(logits, x, mu, logvar, beta); "
+                      "opt.zero_grad(); loss.backward(); opt.step(); return loss.item().")
+STEP_LEARN_HINT = Hint("repeated steps on one fixed batch should fit it.",
+                       more="check the order zero_grad, backward, step, and that the loss is the negative ELBO.")
+
+_STEP_CFG = ref.VAEConfig(image_shape=(1, 6, 6), hidden=16, latent=3)
+
+
+def _step_setup(seed: int = 0, stale: bool = True):
+    """A small VAE with an SGD optimiser, and (when ``stale``) gradients left over from an earlier step."""
+    torch.manual_seed(seed)
+    model = ref.VAE(_STEP_CFG)
+    if stale:
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+    return model, torch.optim.SGD(model.parameters(), lr=0.05)
+
+
+def _flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+
+
+def _reference_steps(x, beta, seed):
+    """{name: parameters after one step} for the right step and each typical mistake, from the same start."""
+    def run(step):
+        model, opt = _step_setup()
+        torch.manual_seed(seed)
+        loss = step(model, opt)
+        return _flat(model), loss
+
+    def right(model, opt, beta=beta, sample=True, zero=True):
+        mu, logvar = model.encode(x)
+        z = ref.reparameterize(mu, logvar) if sample else mu
+        loss = ref.elbo_loss(model.decode(z), x, mu, logvar, beta)
+        if zero:
+            opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    expected, loss = run(right)
+    return expected, loss, {
+        STEP_STALE_GRADS: run(lambda m, o: right(m, o, zero=False))[0],
+        STEP_NO_BETA: run(lambda m, o: right(m, o, beta=1.0))[0],
+        STEP_NOT_SAMPLED: run(lambda m, o: right(m, o, sample=False))[0],
+    }
+
+
+@exercise_check
+def check_vae_step(c, fn):
+    x = _batch(_STEP_CFG, 8, seed=1)
+    start = _flat(_step_setup()[0])
+    for beta, seed in ((4.0, 0), (0.5, 1)):
+        expected, expected_loss, mistakes = _reference_steps(x, beta, seed)
+        model, opt = _step_setup()
+        torch.manual_seed(seed)
+        out = c.call(fn, model, opt, x, beta)
+        if out is None:
+            c.fail(f"the step's loss {NO_RETURN}")
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            c.fail(STEP_RETURNS_TENSOR)
+        after = _flat(model)
+        if torch.allclose(after, start):
+            c.fail(STEP_NO_UPDATE)
+        c.close(after, expected, mistakes=mistakes, hint=STEP_HINT, atol=1e-5)
+        try:
+            value = float(out)
+        except (TypeError, ValueError):
+            c.fail(f"the step returned a {type(out).__name__}, not a number: {STEP_RETURNS_TENSOR}")
+        c.close(torch.tensor(value), torch.tensor(expected_loss), hint=STEP_RETURNED_VALUE)
+
+    model, _ = _step_setup(stale=False)                      # repeated steps fit one batch, in float64 too
+    model.double()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = [float(c.call(fn, model, opt, x.double(), 1.0)) for _ in range(25)]
+    c.learns(losses, STEP_LEARN_HINT)
+
+
+SECOND_HINTS_BUILD = {
+    "VAE": "__init__ builds self.encoder = MLPEncoder(cfg.image_shape, (cfg.hidden,), 2 * cfg.latent) and "
+           "self.decoder = MLPDecoder(cfg.latent, (cfg.hidden,), cfg.image_shape); encode splits the encoder's "
+           "output with .chunk(2, dim=-1) into mu, logvar; decode returns self.decoder(z) (logits); forward "
+           "samples z = reparameterize(mu, logvar) and returns self.decode(z), mu, logvar.",
+    "vae_step": "logits, mu, logvar = model(x); loss = elbo_loss(logits, x, mu, logvar, beta); then "
+                "opt.zero_grad(), loss.backward(), opt.step(), in that order; return loss.item().",
+}
