@@ -8,67 +8,120 @@ from .core import NO_RETURN, Hint, exercise_check
 from .. import vae as ref
 
 # ------------------------------------------------------------------ hints, shared with the tests
-Z_SHAPE = "z has the same shape as mu: one sample per example and dimension."
-Z_NO_NOISE = "you returned mu with no noise: add sigma * eps with eps = torch.randn_like(mu)."
-Z_CONSTANT = "z does not vary at all: add sigma * eps with fresh eps = torch.randn_like(mu)."
-Z_SAME_FOR_BATCH = ("every example got the same noise: draw one eps per example and dimension, "
-                    "eps = torch.randn_like(mu), not torch.randn(latent).")
-Z_SHARED_DIMS = ("the latent dimensions share one noise value: their samples are correlated. Draw an independent "
-                 "eps for every dimension, eps = torch.randn_like(mu).")
-Z_LOGVAR_AS_STD = "you used logvar as the standard deviation: sigma = exp(0.5 * logvar)."
-Z_VAR_AS_STD = "you forgot the 0.5: exp(logvar) is the variance; sigma = exp(0.5 * logvar)."
-Z_SQRT_TWICE = "you took the square root twice: sigma = exp(0.5 * logvar) already is the square root of the variance."
-Z_UNIFORM = "the noise is not standard normal (torch.rand is uniform on [0, 1]): use eps = torch.randn_like(mu)."
-Z_SPREAD_HINT = "z should spread like sigma = exp(0.5 * logvar) around mu, with eps ~ N(0, I) from torch.randn_like."
-Z_NOT_CENTRED = "z is not centred on mu: add the noise to mu, z = mu + sigma * eps."
-Z_MEAN_HINT = "the samples should average to mu: z = mu + sigma * eps with zero-mean eps."
-Z_NO_GRAD = ("no gradient flows through z: build it as mu + sigma * eps (not with .sample(), torch.no_grad "
-             "or .detach()), so the encoder can learn.")
-Z_GRAD_MU = "dz/dmu should be 1: compute z = mu + sigma * eps, with eps independent of mu."
-Z_GRAD_LOGVAR = ("no gradient reaches logvar: sigma must be computed from logvar inside the function, "
-                 "sigma = exp(0.5 * logvar).")
+# The printed first hint names the symptom; ``more`` (utils.checks.hint) names the fix.
+Z_SHAPE = Hint("z should have the same shape as mu: one sample per example and latent dimension.",
+               more="return mu + sigma * eps, with eps = torch.randn_like(mu) of mu's shape.")
+Z_NO_NOISE = Hint("z is exactly mu: nothing random was added, so it is not a sample.",
+                  more="add sigma * eps with eps = torch.randn_like(mu) and sigma = exp(0.5 * logvar).")
+Z_CONSTANT = Hint("z does not vary at all between calls or examples.",
+                  more="add sigma * eps with fresh eps = torch.randn_like(mu) at every call.")
+Z_SAME_FOR_BATCH = Hint("every example of the batch got the same noise.",
+                        more="draw one eps per example and dimension, eps = torch.randn_like(mu), "
+                             "not torch.randn(latent).")
+Z_SHARED_DIMS = Hint("the latent dimensions move together: their samples are correlated.",
+                     more="draw an independent eps for every dimension, eps = torch.randn_like(mu), "
+                          "not one value per example.")
+Z_LOGVAR_AS_STD = Hint("the spread of z follows logvar itself, and is even there when logvar is negative.",
+                       more="logvar is log(sigma^2), not sigma: sigma = exp(0.5 * logvar).")
+Z_VAR_AS_STD = Hint("the spread of z is the variance, not the standard deviation: too wide where "
+                    "sigma is above 1, too narrow below.",
+                    more="you forgot the 0.5: exp(logvar) is the variance; sigma = exp(0.5 * logvar).")
+Z_SQRT_TWICE = Hint("the spread of z is the square root of the standard deviation.",
+                    more="you took the square root twice: sigma = exp(0.5 * logvar) already is the square root "
+                         "of the variance.")
+Z_UNIFORM = Hint("z spreads too little, and only to one side of mu: the noise is not a standard normal.",
+                 more="torch.rand is uniform on [0, 1]: use eps = torch.randn_like(mu).")
+Z_SPREAD_HINT = Hint("the spread of z around mu is not sigma.",
+                     more="z = mu + exp(0.5 * logvar) * eps, with eps ~ N(0, I) from torch.randn_like.")
+Z_NOT_CENTRED = Hint("z is centred on 0, not on mu.",
+                     more="add the noise to mu: z = mu + sigma * eps.")
+Z_MEAN_HINT = Hint("the samples do not average to mu.",
+                   more="z = mu + sigma * eps, with zero-mean eps = torch.randn_like(mu).")
+Z_NO_GRAD = Hint("no gradient flows back through z, so the encoder could not learn from the loss.",
+                 more="build z as mu + sigma * eps (not with .sample(), torch.no_grad or .detach()).")
+Z_GRAD_MU = Hint("moving mu does not move z one for one.",
+                 more="dz/dmu should be 1: z = mu + sigma * eps, with eps independent of mu (and mu not detached).")
+Z_GRAD_LOGVAR = Hint("no gradient reaches logvar: the encoder could never learn how uncertain to be.",
+                     more="compute sigma from logvar inside the function, sigma = exp(0.5 * logvar), without detaching it.")
 
-KL_SCALAR = ("you returned one number for the whole batch: return one KL per example, shape (B,), by "
-             "summing over the latent dimensions only (dim=1).")
-KL_OVER_BATCH = "you summed over the batch (dim=0): sum over the latent dimensions (dim=1), one value per example."
-KL_KEEPDIM = "the result has shape (B, 1): sum over dim=1 without keepdim, one KL value per example."
-KL_SHAPE = "one KL value per example: sum over dim=1 (the latent dimensions)."
-KL_SIGN = "the sign is wrong: a KL divergence is never negative (mind the -0.5 in front)."
-KL_HALF = "you forgot the 0.5 in front of the sum."
-KL_STD_FOR_VAR = "you used the standard deviation exp(0.5 * logvar) where the formula needs the variance exp(logvar)."
-KL_STD_FOR_LOGVAR = ("you used the standard deviation where the formula needs the log-variance: the '1 + logvar' "
-                     "term takes logvar itself.")
-KL_LOGVAR_AS_STD = ("you treated logvar as the standard deviation (var = logvar**2): logvar is log(sigma**2), so "
-                    "sigma**2 = exp(logvar).")
-KL_MEAN_OVER_DIMS = "you took the mean over the latent dimensions: sum over them (dim=1) instead."
-KL_MU_NOT_SQUARED = "mu must be squared: the term is mu**2."
-KL_LOGVAR_FOR_VAR = "the variance term is exp(logvar), not logvar itself."
-KL_NO_ONE = "the constant 1 inside the sum is missing: with mu = 0 and logvar = 0 the KL must be 0."
-KL_HINT = "KL(q || N(0, I)) per example sums, over the latent dimensions, -0.5 (1 + logvar - mu^2 - exp(logvar))."
-KL_ZERO = "when q is already N(0, I) (mu = 0, logvar = 0) the KL must be 0."
+KL_SCALAR = Hint("you returned one number for the whole batch; the loss needs one KL per example, shape (B,).",
+                 more="sum over the latent dimensions only: .sum(dim=1).")
+KL_OVER_BATCH = Hint("the result has one value per latent dimension, not one per example.",
+                     more="you summed over the batch (dim=0): sum over the latent dimensions, dim=1.")
+KL_KEEPDIM = Hint("the result has shape (B, 1), not (B,).",
+                  more="sum over dim=1 without keepdim=True.")
+KL_SHAPE = Hint("the loss needs one KL value per example.",
+                more="sum over dim=1, the latent dimensions.")
+KL_SIGN = Hint("your KL is negative for some inputs, and a KL divergence never is.",
+               more="mind the -0.5 in front of the sum: -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).")
+KL_HALF = Hint("your KL is exactly twice the right value.",
+               more="you forgot the 0.5 in front of the sum.")
+KL_STD_FOR_VAR = Hint("your KL is off whenever logvar is not 0, though right for mu alone: the variance term is off.",
+                      more="the formula needs the variance exp(logvar), not the standard deviation exp(0.5 * logvar).")
+KL_STD_FOR_LOGVAR = Hint("your KL is off whenever logvar is not 0: the log-variance term is off.",
+                         more="the '1 + logvar' term takes logvar itself, not the standard deviation.")
+KL_LOGVAR_AS_STD = Hint("your KL treats logvar as if it were the standard deviation.",
+                        more="logvar is log(sigma^2), so sigma^2 = exp(logvar); not var = logvar**2.")
+KL_MEAN_OVER_DIMS = Hint("your KL shrinks when the latent space grows: it is an average over the latent "
+                         "dimensions, not their total.",
+                         more="sum over the latent dimensions (.sum(dim=1)), do not take the mean.")
+KL_MU_NOT_SQUARED = Hint("your KL goes down when mu moves in one direction: the mean term is linear, not squared.",
+                         more="the term is mu**2 (mu.pow(2)).")
+KL_LOGVAR_FOR_VAR = Hint("your KL does not grow when sigma grows above 1.",
+                         more="the variance term is exp(logvar), not logvar itself.")
+KL_NO_ONE = Hint("your KL is not zero when q is already N(0, I), with mu and logvar both 0.",
+                 more="the constant 1 inside the sum is missing.")
+KL_HINT = Hint("the KL values are off: compare yours with the closed form, term by term, the factor 0.5 "
+               "in front included.",
+               more="KL(q || N(0, I)) per example sums, over the latent dimensions, -0.5 (1 + logvar - mu^2 - exp(logvar)).")
+KL_ZERO = Hint("when q is already N(0, I) (mu and logvar both 0) your KL is not 0.",
+               more="check the constant 1 and the signs: each term 1 + 0 - 0 - exp(0) is 0.")
 
-ELBO_PER_EXAMPLE = "you returned one loss per example: average over the batch (.mean()) to get a scalar."
-ELBO_SCALAR = "the loss is one number (a scalar)."
-ELBO_NO_GRAD = ("the loss carries no gradient: keep it a tensor built from the logits (no .item(), .detach() "
-                "or torch.tensor(...)), so that loss.backward() can train the VAE.")
-ELBO_PIXEL_MEAN = ("the reconstruction term is averaged over pixels (the default reduction='mean'): sum the BCE "
-                   "over the pixels of each image, reduction='none' then .flatten(1).sum(1).")
-ELBO_BATCH_SUM = "you summed over the batch: average over the examples (.mean()) so the loss does not grow with the batch size."
-ELBO_NO_BETA = "beta is missing: the loss is reconstruction + beta * KL."
-ELBO_BETA_ON_RECON = "beta multiplies the reconstruction term: it belongs on the KL, reconstruction + beta * KL."
-ELBO_KL_SIGN = "the KL term has the wrong sign: the loss adds it, reconstruction + beta * KL (KL >= 0)."
-ELBO_NO_KL = "the KL term is missing: the loss is reconstruction + beta * KL."
-ELBO_MSE = ("you used a squared error: the reconstruction term is the Bernoulli negative log-likelihood, "
-            "F.binary_cross_entropy_with_logits(logits, x, reduction='none').")
-ELBO_SIGMOID_TWICE = "you applied a sigmoid twice: binary_cross_entropy_with_logits takes the logits themselves."
-ELBO_ARGS_SWAPPED = ("the arguments of binary_cross_entropy_with_logits are swapped: the logits come first, "
-                     "the target images x second.")
-ELBO_HARD_CODED_PIXELS = ("on 14x14 images the loss is off: do not hard-code 784 (28 * 28); sum the BCE over "
-                          "however many pixels the images have (.flatten(1).sum(1)).")
+ELBO_PER_EXAMPLE = Hint("you returned one loss per example, but an optimiser needs one number.",
+                        more="average over the batch with .mean() to get a scalar.")
+ELBO_SCALAR = Hint("the loss should be one number (a scalar).",
+                   more="the mean over the batch of [reconstruction + beta * KL].")
+ELBO_NO_GRAD = Hint("the loss carries no gradient, so backward could not train the VAE.",
+                    more="keep it a tensor built from the logits: no .item(), .detach() or torch.tensor(...).")
+ELBO_PIXEL_MEAN = Hint("the reconstruction term is hundreds of times too small: it is an average over pixels, "
+                       "not the image's total.",
+                       more="the default reduction='mean' averages: use reduction='none', then .flatten(1).sum(1).")
+ELBO_BATCH_SUM = Hint("the loss grows with the batch size.",
+                      more="average over the examples (.mean()), do not sum them.")
+ELBO_NO_BETA = Hint("changing beta does not change the loss.",
+                    more="the loss is reconstruction + beta * KL.")
+ELBO_BETA_ON_RECON = Hint("beta scales the reconstruction term, not the KL.",
+                          more="beta belongs on the KL: reconstruction + beta * KL.")
+ELBO_KL_SIGN = Hint("a larger KL makes your loss smaller: the KL is subtracted.",
+                    more="the loss adds it, reconstruction + beta * KL (KL >= 0).")
+ELBO_NO_KL = Hint("the loss does not depend on mu and logvar at all: the KL term is missing.",
+                  more="the loss is reconstruction + beta * KL.")
+ELBO_MSE = Hint("the reconstruction term is a squared error, not the Bernoulli negative log-likelihood.",
+                more="use F.binary_cross_entropy_with_logits(logits, x, reduction='none').")
+ELBO_SIGMOID_TWICE = Hint("the reconstruction term squashes the logits twice.",
+                          more="binary_cross_entropy_with_logits applies the sigmoid itself: pass the logits as they are.")
+ELBO_ARGS_SWAPPED = Hint("the reconstruction term treats the images as logits and the logits as targets.",
+                         more="the logits come first, the target images x second.")
+ELBO_HARD_CODED_PIXELS = Hint("on 14x14 images the loss is off: it assumes 784 pixels.",
+                              more="do not hard-code 784 (28 * 28): sum over however many pixels the images have, "
+                                   ".flatten(1).sum(1).")
 ELBO_KL_PREFIX = "the KL part is off"
-ELBO_HINT = "loss = mean over the batch of [BCE summed over pixels + beta * KL]."
-ELBO_DEFAULT_BETA = "give beta a default value of 1.0: def elbo_loss(logits, x, mu, logvar, beta=1.0)."
-ELBO_DEFAULT_HINT = "with the default beta = 1 the loss is BCE + KL."
+ELBO_HINT = Hint("the loss values are off.",
+                 more="loss = mean over the batch of [BCE summed over pixels + beta * KL].")
+ELBO_DEFAULT_BETA = Hint("called without beta, the function fails: beta needs a default value.",
+                         more="def elbo_loss(logits, x, mu, logvar, beta=1.0).")
+ELBO_DEFAULT_HINT = Hint("with the default beta the loss is off.",
+                         more="with the default beta = 1 the loss is BCE + KL.")
+
+SECOND_HINTS = {
+    "reparameterize": "std = torch.exp(0.5 * logvar); eps = torch.randn_like(std); return mu + std * eps. "
+                      "The randomness is all in eps, so z is a differentiable function of mu and logvar.",
+    "kl_divergence": "return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1): one value per example, "
+                     "zero exactly when mu = 0 and logvar = 0.",
+    "elbo_loss": "recon = F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(dim=1); "
+                 "return (recon + beta * kl_divergence(mu, logvar)).mean().",
+}
+
 
 # Per-dimension log-variances chosen so that every typical mistake gives a different spread.
 _LOGVAR = torch.tensor([-2.0, 0.5, 1.5])
@@ -172,7 +225,7 @@ def elbo_mistakes(logits, x, mu, logvar, beta: float) -> dict:
                             + beta * kl).mean(),
     }
     for hint, value in kl_mistakes(mu, logvar).items():  # a wrong KL inside the loss, named as such
-        mistakes[f"{ELBO_KL_PREFIX} ({hint})"] = (rec + beta * value).mean()
+        mistakes[Hint(f"{ELBO_KL_PREFIX} ({hint})", more=hint.more)] = (rec + beta * value).mean()
     return mistakes
 
 
@@ -449,7 +502,7 @@ def check_vae_step(c, fn):
     c.learns(losses, STEP_LEARN_HINT)
 
 
-SECOND_HINTS_BUILD = {
+SECOND_HINTS |= {
     "VAE": "__init__ builds self.encoder = MLPEncoder(cfg.image_shape, (cfg.hidden,), 2 * cfg.latent) and "
            "self.decoder = MLPDecoder(cfg.latent, (cfg.hidden,), cfg.image_shape); encode splits the encoder's "
            "output with .chunk(2, dim=-1) into mu, logvar; decode returns self.decoder(z) (logits); forward "
