@@ -500,3 +500,243 @@ def test_top_k_zero_none_and_large_all_mean_off():
     for off in (None, 0, 7, 50):
         assert torch.allclose(gpt.next_token_probs(logits, 1.0, off), plain)
     assert torch.equal(logits, before)
+
+
+# ------------------------------------------------------------------ build exercises: attention layer, block, generation
+class _Attn(gpt.CausalSelfAttention):
+    """The reference layer's weights, with the learner's forward written below (one mistake per subclass)."""
+    split, merge, causal, scale, swap, fused_dropout, keep = "heads", "transpose", True, None, False, "mode", True
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        if self.swap:
+            q, k = k, q
+        if self.split == "heads":
+            q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        else:
+            q, k, v = (t.reshape(B, self.n_head, T, C // self.n_head) for t in (q, k, v))
+        if self.keep_weights and self.keep:
+            mask = self.mask[:T, :T] if self.causal else None
+            if self.scale is not None:
+                q = q * math.sqrt(q.size(-1)) / self.scale
+            y, self.weights = gpt.attention(q, k, v, mask)
+        else:
+            p = self.dropout if (self.training or self.fused_dropout == "always") else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=p, scale=None if self.scale
+                                               is None else 1 / self.scale)
+        if self.merge == "transpose":
+            y = y.transpose(1, 2).reshape(B, T, C)
+        elif self.merge == "view":
+            y = y.transpose(1, 2).view(B, T, C)
+        else:
+            y = y.reshape(B, T, C)
+        return self.drop(self.proj(y)) if self.proj_on else y
+
+    proj_on = True
+
+
+def _attn_with(**changes):
+    return type("Mine", (_Attn,), changes)
+
+
+class _UncroppedMask(gpt.CausalSelfAttention):
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        y, self.weights = gpt.attention(q, k, v, self.mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class _EvalDropout(_Attn):
+    def forward(self, x):
+        return F.dropout(super().forward(x), self.dropout)   # F.dropout is on unless told the mode
+
+
+class _RenamedAttn(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.c_attn = torch.nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = torch.nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+
+
+def _csa_math(self, x):  # a correct answer written out by hand, without the fused call (both paths)
+    B, T, C = x.shape
+    q, k, v = self.qkv(x).chunk(3, dim=-1)
+    q, k, v = (t.reshape(B, T, self.n_head, -1).permute(0, 2, 1, 3) for t in (q, k, v))
+    scores = (q @ k.mT) * q.size(-1) ** -0.5
+    scores = scores.masked_fill(self.mask[:T, :T] == 0, float("-inf"))
+    w = scores.softmax(-1)
+    self.weights = w if self.keep_weights else None
+    y = torch.nn.functional.dropout(w, self.dropout, self.training) @ v
+    return self.drop(self.proj(y.permute(0, 2, 1, 3).contiguous().view(B, T, C)))
+
+
+_CSAByHand = type("CSAByHand", (gpt.CausalSelfAttention,), {"forward": _csa_math})
+
+
+@pytest.mark.parametrize("cls", [gpt.CausalSelfAttention, _Attn, _CSAByHand])
+def test_check_attention_layer_accepts_correct_answers(cls, capsys):
+    passes(T_.check_CausalSelfAttention, cls, capsys)
+
+
+@pytest.mark.parametrize("cls,hint", [
+    (_attn_with(causal=False), T_.SEES_FUTURE),
+    (_attn_with(keep=True, causal=False, fused_dropout="mode"), T_.SEES_FUTURE),
+    (_attn_with(scale=1.0), T_.CSA_NO_SCALE),
+    (_attn_with(split="view"), T_.HEADS_SPLIT),
+    (_attn_with(merge="reshape_only"), T_.HEADS_MERGE),
+    (_attn_with(merge="view"), T_.VIEW_TRANSPOSED),
+    (_attn_with(swap=True), T_.QKV_ORDER),
+    (_attn_with(proj_on=False), T_.NO_PROJ),
+    (_attn_with(keep=False), T_.KEEP_WEIGHTS),
+    (_attn_with(fused_dropout="always"), T_.DROPOUT_IN_EVAL),
+    (_EvalDropout, T_.DROPOUT_IN_EVAL),
+    (_UncroppedMask, T_.SIZES_DISAGREE),
+    (_RenamedAttn, "it has no `qkv.weight`"),
+])
+def test_check_attention_layer_names_each_mistake(cls, hint, capsys):
+    fails_with(T_.check_CausalSelfAttention, cls, capsys, hint)
+
+
+def test_check_attention_layer_scale_by_the_width(capsys):
+    class Wide(_Attn):
+        def forward(self, x):
+            self.scale = math.sqrt(x.size(-1))
+            return super().forward(x)
+    fails_with(T_.check_CausalSelfAttention, Wide, capsys, T_.CSA_SCALE_WIDTH)
+
+
+def test_check_attention_layer_without_any_dropout(capsys):
+    class NoDrop(_Attn):
+        def forward(self, x):
+            self.drop.p, self.dropout = 0.0, 0.0
+            return super().forward(x)
+    fails_with(T_.check_CausalSelfAttention, NoDrop, capsys, T_.NO_DROPOUT)
+
+
+def _block(form):
+    class Mine(gpt.Block):
+        def forward(self, x):
+            a, m, ln1, ln2 = self.attn, self.mlp, self.ln1, self.ln2
+            if form == "post":
+                x = ln1(x + a(x))
+                return ln2(x + m(x))
+            if form == "from_norm":
+                h = ln1(x)
+                x = h + a(h)
+                h = ln2(x)
+                return h + m(h)
+            if form == "no_residual":
+                return m(ln2(a(ln1(x))))
+            if form == "half_residual":
+                x = x + a(ln1(x))
+                return m(ln2(x))
+            if form == "same_ln":
+                x = x + a(ln1(x))
+                return x + m(ln1(x))
+            if form == "mlp_first":
+                x = x + m(ln1(x))
+                return x + a(ln2(x))
+            if form == "parallel":
+                return x + a(ln1(x)) + m(ln2(x))
+            if form == "detached":
+                x = x + a(ln1(x)).detach()
+                return x + m(ln2(x))
+            x = x + a(ln1(x))
+            return x + m(ln2(x))
+    return Mine
+
+
+class _BlockWithBias(gpt.Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.ln1 = torch.nn.LayerNorm(cfg.n_embd)   # bias=True whatever cfg.bias says
+
+
+@pytest.mark.parametrize("cls", [gpt.Block, _block("right")])
+def test_check_block_accepts_correct_answers(cls, capsys):
+    passes(T_.check_Block, cls, capsys)
+
+
+@pytest.mark.parametrize("form,hint", [
+    ("post", T_.POST_NORM), ("from_norm", T_.RESIDUAL_FROM_NORM), ("no_residual", T_.NO_RESIDUAL),
+    ("half_residual", T_.NO_RESIDUAL), ("same_ln", T_.SAME_LN), ("mlp_first", T_.MLP_FIRST),
+    ("parallel", T_.PARALLEL), ("detached", "no gradient reaches"),
+])
+def test_check_block_names_each_mistake(form, hint, capsys):
+    fails_with(T_.check_Block, _block(form), capsys, hint)
+
+
+def test_check_block_names_a_layer_with_a_bias_it_should_not_have(capsys):
+    fails_with(T_.check_Block, _BlockWithBias, capsys, "it has a `ln1.bias`")
+
+
+def test_gpt_takes_a_block_class_and_keeps_its_weight_names():
+    cfg = gpt.GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    mine = gpt.GPT(cfg, block=_block("right"))
+    assert all(type(b).__name__ == "Mine" for b in mine.blocks)
+    assert list(mine.state_dict()) == list(gpt.GPT(cfg).state_dict())
+
+
+@torch.no_grad()
+def _gen(pick="sample", crop="last", position=-1, feed=True, knobs=True, eval_mode=True, restore=True,
+         use_generator=True, prompt=True, n_extra=0):
+    def generate(model, idx, n_new, temperature=1.0, top_k=None, generator=None):
+        was_training = model.training
+        if eval_mode:
+            model.eval()
+        out, context = idx, idx
+        for _ in range(n_new + n_extra):
+            window = {"last": context[:, -model.cfg.block_size:], "first": context[:, :model.cfg.block_size],
+                      "none": context}[crop]
+            logits, _ = model(window)
+            probs = gpt.next_token_probs(logits[:, position], *((temperature, top_k) if knobs else (1.0, None)))
+            if pick == "argmax":
+                token = probs.argmax(-1, keepdim=True)
+            else:
+                token = torch.multinomial(probs, 1, generator=generator if use_generator else None)
+            out = torch.cat([out, token], dim=1)
+            context = out if feed else context
+        if restore:
+            model.train(was_training)
+        return out if prompt else out[:, idx.size(1):]
+    return generate
+
+
+def _generate_while(model, idx, n_new, temperature=1.0, top_k=None, generator=None):   # correct: a while loop
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        while idx.size(1) < idx.size(1) + n_new and n_new > 0:
+            logits = model(idx[:, -model.cfg.block_size:])[0][:, -1, :]
+            idx = torch.cat((idx, gpt.sample_next(logits, temperature, top_k, generator)), dim=1)
+            n_new -= 1
+    model.train(was_training)
+    return idx
+
+
+@pytest.mark.parametrize("fn", [gpt.generate, _gen(), _generate_while])
+def test_check_generate_accepts_correct_answers(fn, capsys):
+    passes(T_.check_generate, fn, capsys)
+
+
+@pytest.mark.parametrize("fn,hint", [
+    (_gen(crop="none"), T_.NO_CROP),
+    (_gen(crop="first"), T_.CROP_FIRST),
+    (_gen(pick="argmax"), T_.ARGMAX),
+    (_gen(use_generator=False), T_.NOT_REPRODUCIBLE),
+    (_gen(position=0), T_.FIRST_POSITION),
+    (_gen(feed=False), T_.NO_FEEDBACK),
+    (_gen(knobs=False), T_.KNOBS_IGNORED),
+    (_gen(prompt=False), T_.PROMPT_DROPPED),
+    (_gen(n_extra=1), T_.N_NEW_OFF),
+    (_gen(eval_mode=False), T_.DROPOUT_WHILE_SAMPLING),
+    (_gen(restore=False), T_.MODE_CHANGED),
+])
+def test_check_generate_names_each_mistake(fn, hint, capsys):
+    fails_with(T_.check_generate, fn, capsys, hint)
+
+
+def test_generate_check_accepts_float64_models(capsys):   # generation returns token ids: float64 is the model's
+    passes(T_.check_generate, lambda model, *a: gpt.generate(model.double(), *a), capsys)

@@ -159,13 +159,16 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    """``block`` is the class of its transformer blocks: another implementation of Block with the same
+    layer names (the lesson's own) gives the same parameters and the same saved-weight format."""
+
+    def __init__(self, cfg: GPTConfig, block: type[nn.Module] = Block):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)  # what each character is
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)  # where it stands (learned)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:

@@ -1,80 +1,102 @@
-"""Checks for lesson 06 (transformers): attention, the causal mask, next-token probabilities."""
+"""Checks for lesson 06 (transformers): attention, the causal mask, next-token probabilities, and the builds:
+multi-head causal self-attention, the transformer block and the generation loop."""
 from __future__ import annotations
 
 import math
 import warnings
 
-import torch
+from dataclasses import replace
 
-from .core import exercise_check
-from ..gpt import attention as _attention, causal_mask as _causal_mask, next_token_probs as _next_token_probs
+import torch
+from torch import nn
+
+from .core import Hint, exercise_check
+from ..gpt import (GPT, Block, CausalSelfAttention, GPTConfig, attention as _attention, causal_mask as _causal_mask,
+                   generate as _generate, next_token_probs as _next_token_probs, sample_next as _sample_next)
 
 # ------------------------------------------------------------------ hints, shared with the tests
-NO_SCALE = ("the weights are too sharp: divide the scores q @ k^T by sqrt(d_k) (d_k = q.size(-1)) "
-            "before the softmax.")
-SCALE_BY_DK = "you divided by d_k; scaled dot-product attention divides by sqrt(d_k)."
-SCALE_BY_DV = "you scaled by the values' size: d_k is the size of the queries and keys, q.size(-1), not v.size(-1)."
-SCALE_BY_T = "you scaled by the sequence length: d_k is the last dimension of q, q.size(-1), not q.size(-2)."
-K_DOT_T = "`.T` reverses all dimensions of batched keys; swap only the last two with `k.transpose(-2, -1)`."
-K_TRANSPOSE_1_2 = ("transpose(1, 2) swaps the wrong axes of 4-D keys (batch, heads, T, d): swap the last two with "
-                   "`k.transpose(-2, -1)`.")
-SWAPPED_PAIR = "the output and the weights are swapped: return the output first, `return weights @ v, weights`."
-WRONG_AXIS = ("the softmax runs over the wrong axis: each query's weights over the keys must sum to 1, "
-              "so use softmax(dim=-1) on scores of shape (..., T_q, T_k).")
-MASK_AFTER = ("the mask was applied after the softmax, so the weights left no longer sum to 1: "
-              "fill the blocked scores with -inf before the softmax.")
-MASK_AFTER_INF = ("some weights are negative or -inf: filling blocked scores (with -inf or a large negative "
-                  "number) belongs before the softmax, which turns them into weights of exactly 0.")
-NAN_WEIGHTS = ("some weights are NaN: a row where every key is blocked gets NaN from the softmax. Is the mask "
-               "used the wrong way round? True means 'may attend'.")
-MASK_IGNORED = "the mask was ignored: fill the scores where mask is False with -inf before the softmax."
-MASK_INVERTED = ("the mask is used the wrong way round: True means 'may attend', so block where the mask "
-                 "is False (scores.masked_fill(~mask, float('-inf'))).")
-NOT_A_PAIR = "return two things, the output and the weights: `return weights @ v, weights`."
-ROWS_NOT_ONE = "each query's weights should sum to 1 over the keys (the last axis)."
+NO_SCALE = Hint("your weights are much sharper than they should be: with wide queries and keys, nearly all of a "
+                "row's weight lands on one key.",
+                more="divide the scores q @ k^T by sqrt(d_k), with d_k = q.size(-1), before the softmax.")
+SCALE_BY_DK = Hint("your weights are too flat: the scores are shrunk more than they should be.",
+                   more="scaled dot-product attention divides by sqrt(d_k), not by d_k.")
+SCALE_BY_DV = Hint("your weights are right only when the values are as wide as the keys: the scale uses the wrong size.",
+                   more="d_k is the size of the queries and keys, q.size(-1), not v.size(-1).")
+SCALE_BY_T = Hint("your weights change with the length of the sequence: the scale depends on the number of positions.",
+                  more="d_k is the last dimension of q, q.size(-1), not q.size(-2).")
+K_DOT_T = Hint("with a batch axis in front, the keys are transposed across the wrong axes.",
+               more="`.T` reverses all dimensions of batched keys; swap only the last two with k.transpose(-2, -1).")
+K_TRANSPOSE_1_2 = Hint("it works for 3-D inputs but not with a head axis, (batch, heads, T, d): the keys are "
+                       "transposed across the wrong axes.",
+                       more="transpose(1, 2) swaps the wrong axes of 4-D keys: swap the last two with k.transpose(-2, -1).")
+SWAPPED_PAIR = Hint("the output and the weights come back in the wrong order.",
+                    more="return the output first: return weights @ v, weights.")
+WRONG_AXIS = Hint("each key's weights sum to 1 instead of each query's: the softmax runs over the wrong axis.",
+                  more="the scores have shape (..., T_q, T_k): softmax(dim=-1), over the keys.")
+MASK_AFTER = Hint("with a mask, the weights in a row no longer sum to 1.",
+                  more="the mask was applied after the softmax: fill the blocked scores with -inf before the softmax.")
+MASK_AFTER_INF = Hint("some of your weights are negative or -inf.",
+                      more="filling blocked scores (with -inf or a large negative number) belongs before the "
+                           "softmax, which turns them into weights of exactly 0.")
+NAN_WEIGHTS = Hint("some weights are NaN: a row where every key is blocked gets NaN from the softmax.",
+                   more="is the mask used the wrong way round? True means 'may attend'.")
+MASK_IGNORED = Hint("with a mask, the blocked keys still get weight: position 3 can see position 5.",
+                    more="fill the scores where the mask is False with -inf before the softmax.")
+MASK_INVERTED = Hint("with a mask, your weights fall on exactly the keys the mask blocks, and on none it allows.",
+                     more="True means 'may attend': block where the mask is False, scores.masked_fill(~mask, float('-inf')).")
+NOT_A_PAIR = Hint("the function should give back two things, the output and the weights.",
+                  more="return weights @ v, weights.")
+ROWS_NOT_ONE = Hint("each query's weights should sum to 1 over the keys, and yours do not.",
+                    more="a softmax over the last axis makes each row of weights sum to 1.")
+ATTENTION_WEIGHTS_HINT = Hint("compare your weights with the formula above, one row (one query) at a time.",
+                              more="weights = softmax(q @ k^T / sqrt(d_k)) over the last axis, masked before the softmax.")
+ATTENTION_OUTPUT_HINT = Hint("the weights are right, but the output is not.", more="the output is weights @ v.")
 
-FUTURE_UPPER = ("your mask lets each position see the future and hides the past: position i may attend to "
-                "j <= i, the lower triangle (torch.tril), not the upper one.")
-FUTURE_ONE_AHEAD = ("your mask lets each position see one step into the future (tril with diagonal=1): "
-                    "use the default diagonal=0.")
-FUTURE_ANY = "your mask lets a position see the future: entry (i, j) must be False whenever j > i."
-NO_SELF = ("a position must be allowed to attend to itself: keep the diagonal (torch.tril with diagonal=0); "
-           "otherwise the first position has nothing to look at.")
-BLOCKED_CONVENTION = ("this marks the blocked positions with True (the nn.Transformer convention); here True "
-                      "means 'may attend', so return the lower triangle instead.")
-NOT_BOOL = ("the pattern is right; return a bool tensor (dtype=torch.bool) so that `~mask` and "
-            "masked_fill work with it.")
+FUTURE_UPPER = Hint("position 3 can see position 5, and cannot see position 1: the mask is the wrong triangle.",
+                    more="position i may attend to j <= i, the lower triangle (torch.tril), not the upper one.")
+FUTURE_ONE_AHEAD = Hint("each position can see one step into the future: position 3 can see position 4.",
+                        more="use torch.tril with the default diagonal=0, not diagonal=1.")
+FUTURE_ANY = Hint("a position can see the future: position 3 can see position 5.",
+                  more="entry (i, j) must be False whenever j > i: torch.tril of a matrix of True.")
+NO_SELF = Hint("a position cannot see itself, so the first position has nothing to look at.",
+               more="keep the diagonal: torch.tril with diagonal=0.")
+BLOCKED_CONVENTION = Hint("your mask is True exactly where attending is forbidden: the opposite convention.",
+                          more="here True means 'may attend' (nn.Transformer's masks mark the blocked positions "
+                               "instead): return the lower triangle.")
+NOT_BOOL = Hint("the pattern is right, but the mask is not a bool tensor.",
+                more="return dtype=torch.bool, so that ~mask and masked_fill work with it.")
+MASK_SHAPE = Hint("one row per query position, one column per key position.",
+                  more="causal_mask(T) is a (T, T) tensor.")
+PAST_HIDDEN = Hint("your mask hides the past: position 3 cannot see position 1.",
+                   more="position i may attend to every j <= i, not only to itself.")
 
-TEMP_AFTER = ("the temperature was applied after the softmax, so the probabilities no longer sum to 1: "
-              "divide the logits by the temperature, then softmax.")
-TEMP_NO_EFFECT = ("the temperature changes nothing in your version: dividing probabilities by T and "
-                  "renormalising cancels out. Divide the logits by T before the softmax.")
-TEMP_MULTIPLIED = ("you multiplied the logits by the temperature: divide by it, so that a low temperature "
-                   "sharpens the distribution and a high one flattens it.")
-TOPK_SMALLEST = ("top-k kept the k least likely tokens: keep the k largest logits "
-                 "(torch.topk returns the largest by default).")
-TOPK_FIRST = ("top-k kept the first k tokens of the vocabulary: keep the k tokens with the largest logits, "
-              "wherever they are.")
-TOPK_OFF_BY_ONE = ("top-k kept the wrong number of tokens: keep exactly the k largest logits (block the "
-                   "logits strictly below the k-th largest).")
-TOPK_ZERO = ("the dropped tokens still get probability: set their logits to -inf (not 0) before the "
-             "softmax, so their probability is exactly 0.")
-TOPK_PER_BATCH = ("the top-k threshold was taken over the whole batch: each row has its own k-th largest logit, "
-                  "torch.topk(logits, k, dim=-1).values[:, [-1]].")
-TOPK_OFF = ("top_k = 0 (or None) means no top-k filtering: keep every token, e.g. with `if top_k:` rather than "
-            "`if top_k is not None:`.")
-TOPK_NO_RENORM = ("after dropping tokens the probabilities no longer sum to 1: drop them by setting logits "
-                  "to -inf before the softmax (or renormalise).")
-PROBS_WRONG_AXIS = ("the softmax runs over the wrong axis: each row (one per sequence) is a distribution over "
-                    "the vocabulary, so use softmax(dim=-1).")
-PROBS_NOT_ONE = "each row of probabilities should sum to 1: did you return logits or forget the softmax?"
-PROBS_SHAPE = "one probability per token, for each row of logits."
-PROBS_HINT = "divide the logits by the temperature, keep the top_k largest (others -inf), then softmax."
-ATTENTION_WEIGHTS_HINT = "compare your weights with softmax(q @ k^T / sqrt(d_k)) over the last axis."
-ATTENTION_OUTPUT_HINT = "the weights are right; the output is weights @ v."
-MASK_SHAPE = "one row per query position, one column per key position."
-PAST_HIDDEN = "your mask hides the past: position i may attend to every j <= i, not only to itself."
-
+TEMP_AFTER = Hint("with a temperature other than 1, your probabilities no longer sum to 1.",
+                  more="divide the logits (not the probabilities) by the temperature, then softmax.")
+TEMP_NO_EFFECT = Hint("the temperature changes nothing in your version.",
+                      more="dividing probabilities by T and renormalising cancels out: divide the logits by T "
+                           "before the softmax.")
+TEMP_MULTIPLIED = Hint("a low temperature flattens your distribution and a high one sharpens it: the opposite of "
+                       "what it should do.", more="divide the logits by the temperature; do not multiply.")
+TOPK_SMALLEST = Hint("top-k kept the k least likely tokens.",
+                     more="keep the k largest logits (torch.topk returns the largest by default).")
+TOPK_FIRST = Hint("top-k kept the first k tokens of the vocabulary, whatever their logits.",
+                  more="keep the k tokens with the largest logits, wherever they are.")
+TOPK_OFF_BY_ONE = Hint("top-k kept one token too many or too few.",
+                       more="keep exactly the k largest logits: block the logits strictly below the k-th largest.")
+TOPK_ZERO = Hint("the tokens that top-k drops still get some probability.",
+                 more="set their logits to -inf (not 0) before the softmax, so that their probability is exactly 0.")
+TOPK_PER_BATCH = Hint("top-k keeps more or fewer than k tokens in some rows: one threshold serves the whole batch.",
+                      more="each row has its own k-th largest logit: torch.topk(logits, k, dim=-1).values[:, [-1]].")
+TOPK_OFF = Hint("top_k 0 should mean no filtering at all, and your version fails or filters.",
+                more="treat 0 like None, for example with `if top_k:` rather than `if top_k is not None:`.")
+TOPK_NO_RENORM = Hint("after top-k, your probabilities no longer sum to 1.",
+                      more="drop tokens by setting their logits to -inf before the softmax (or renormalise).")
+PROBS_WRONG_AXIS = Hint("each column sums to 1 instead of each row: the softmax runs over the batch.",
+                        more="each row is a distribution over the vocabulary: softmax(dim=-1).")
+PROBS_NOT_ONE = Hint("your rows of probabilities do not sum to 1.", more="did you return the logits, or forget the softmax?")
+PROBS_SHAPE = Hint("one probability per token, for each row of logits.", more="the result has the logits' shape, (B, V).")
+PROBS_HINT = Hint("compare your probabilities with the recipe above, one step at a time.",
+                  more="divide the logits by the temperature, keep the top_k largest (the others -inf), then softmax.")
 
 def _rows_not_one(t: torch.Tensor) -> bool:
     return not torch.allclose(t.sum(-1).double(), torch.ones((), dtype=torch.float64), atol=1e-4)
@@ -234,6 +256,341 @@ def check_next_token_probs(c, fn):
         out = c.call(fn, logits, temperature, top_k)
         c.shape(out, tuple(logits.shape), PROBS_SHAPE)
         c.close(out, _next_token_probs(logits, temperature, top_k), mistakes=_probs_mistakes(logits, temperature, top_k),
-                hint=f"with temperature {temperature} and top_k {top_k}: {PROBS_HINT}")
+                hint=Hint(f"with temperature {temperature} and top_k {top_k}: {PROBS_HINT}", more=PROBS_HINT.more))
     out = c.shape(c.call(fn, logits, 1.0, 0, error_hints={"": TOPK_OFF}), tuple(logits.shape), PROBS_SHAPE)
     c.close(out, _next_token_probs(logits, 1.0, 0), hint=TOPK_OFF)
+
+
+# ------------------------------------------------------------------ multi-head causal self-attention (build exercise)
+SEES_FUTURE = Hint("position 3 can see position 5: changing a later token changes the output at an earlier one.",
+                   more="the attention must be causal in both paths: is_causal=True in the fused call, and the mask "
+                        "self.mask[:T, :T] passed to your attention.")
+CSA_NO_SCALE = Hint("the attention weights are too sharp: the scores are not scaled before the softmax.",
+                    more="divide by sqrt(head size): your attention does it, and so does F.scaled_dot_product_attention "
+                         "unless you pass it a scale.")
+CSA_SCALE_WIDTH = Hint("the attention weights are too flat: the scores are scaled by the width of all the heads "
+                       "together, not of one head.", more="d_k is one head's size, C // n_head, which is q.size(-1) "
+                                                          "after the split.")
+HEADS_SPLIT = Hint("your heads cut across positions: one head's 'token' holds pieces of several tokens.",
+                   more="split the width first, then move the head axis forward: "
+                        "t.view(B, T, n_head, C // n_head).transpose(1, 2) gives (B, nh, T, hs).")
+HEADS_MERGE = Hint("the heads come back in the wrong order: the output at one position holds numbers from other "
+                   "positions.", more="move the head axis back next to the width before merging: "
+                                      "y.transpose(1, 2).reshape(B, T, C).")
+QKV_ORDER = Hint("your queries and keys are swapped: every attention pattern comes out transposed.",
+                 more="the projection's output splits into q, k, v in that order: self.qkv(x).split(C, dim=2).")
+NO_PROJ = Hint("the heads are never mixed: the output skips the layer that follows the attention.",
+               more="after merging the heads, return self.drop(self.proj(y)).")
+KEEP_WEIGHTS = Hint("with keep_weights on, the layer does not keep its attention weights for the heat maps.",
+                    more="in that branch call your attention(q, k, v, self.mask[:T, :T]) and keep what it returns: "
+                         "y, self.weights = ...")
+WEIGHTS_SHAPE = Hint("the weights the layer keeps do not have one T x T pattern per example and per head.",
+                     more="keep the weights of the (B, nh, T, hs) heads: shape (B, nh, T, T).")
+DROPOUT_IN_EVAL = Hint("in eval mode your layer gives a different output on every call: dropout is still on.",
+                       more="dropout belongs to training only: dropout_p=self.dropout if self.training else 0.0 in "
+                            "the fused call, and the module self.drop (it follows train() and eval()) rather than "
+                            "F.dropout(y, p).")
+NO_DROPOUT = Hint("in training mode with dropout 0.5, your layer's output never changes: dropout is never applied.",
+                  more="apply self.drop to the output of the projection (and dropout_p to the fused call in training).")
+SIZES_DISAGREE = Hint("it fails when a sequence is shorter than block_size, or two sizes disagree.",
+                      more="crop the causal mask to the sequence, self.mask[:T, :T], and check the sizes of each view.")
+VIEW_TRANSPOSED = Hint("a view fails: it cannot reshape a slice or a transposed tensor, which is not one block of memory.",
+                       more="use .reshape(B, T, C) to merge the heads, or .contiguous().view(B, T, C).")
+CSA_HINT = Hint("compare your steps with the reference's: split into heads, attend causally, merge, project.",
+                more="q, k, v = self.qkv(x).split(C, dim=2); view each as (B, T, nh, hs) and transpose(1, 2); "
+                     "attend (fused, or your attention with the mask when keep_weights); transpose back, reshape "
+                     "to (B, T, C); return self.drop(self.proj(y)).")
+
+_CSA_CASES = [  # (config, B, T): several widths and head counts, T below block_size, biases on and off
+    (GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8), 2, 8),
+    (GPTConfig(vocab_size=11, block_size=12, n_layer=1, n_head=4, n_embd=16, bias=True), 3, 9),
+    (GPTConfig(vocab_size=11, block_size=7, n_layer=1, n_head=3, n_embd=12), 1, 7),
+]
+
+
+def _heads(t, B, T, nh):
+    return t.view(B, T, nh, -1).transpose(1, 2)  # (B, nh, T, hs)
+
+
+def _csa_variant(ref: CausalSelfAttention, x, split="heads", merge="transpose", causal=True, scale=None,
+                 swap_qk=False, proj=True):
+    """The reference layer's forward with one typical mistake (eval mode, no dropout)."""
+    B, T, C = x.shape
+    nh = ref.n_head
+    q, k, v = ref.qkv(x).split(C, dim=2)
+    if swap_qk:
+        q, k = k, q
+    if split == "heads":
+        q, k, v = (_heads(t, B, T, nh) for t in (q, k, v))
+    else:  # a view straight to (B, nh, T, hs): cuts across positions
+        q, k, v = (t.reshape(B, nh, T, C // nh) for t in (q, k, v))
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.size(-1)) if scale is None else scale)
+    if causal:
+        scores = scores.masked_fill(~_causal_mask(T), float("-inf"))
+    y = scores.softmax(dim=-1) @ v                                   # (B, nh, T, hs)
+    y = y.transpose(1, 2).reshape(B, T, C) if merge == "transpose" else y.reshape(B, T, C)
+    return ref.proj(y) if proj else y
+
+
+def _csa_mistakes(ref, x) -> dict:
+    C = x.size(-1)
+    with torch.no_grad():
+        return {CSA_NO_SCALE: _csa_variant(ref, x, scale=1.0),
+                CSA_SCALE_WIDTH: _csa_variant(ref, x, scale=math.sqrt(C)),
+                HEADS_SPLIT: _csa_variant(ref, x, split="view"),
+                HEADS_MERGE: _csa_variant(ref, x, merge="view"),
+                QKV_ORDER: _csa_variant(ref, x, swap_qk=True),
+                NO_PROJ: _csa_variant(ref, x, proj=False)}
+
+
+def _randomised(module: nn.Module, seed: int) -> nn.Module:
+    """Weights of a size that makes mistakes show (biases and LayerNorm gains away from 0 and 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if p.dim() < 2 else 0.5) + (1.0 if p.dim() < 2 else 0.0))
+    return module
+
+
+def _sees_future(c, module, x, out) -> bool:
+    """Whether changing the tokens after position t changes the output at t (or before)."""
+    t = x.size(1) // 2
+    later = x.clone()
+    later[:, t + 1:] = later[:, t + 1:] + 1.0
+    with torch.no_grad():
+        moved = module(later)
+    return not torch.allclose(moved[:, :t + 1].double(), out[:, :t + 1].double(), atol=1e-5)
+
+
+def _csa_forward(c, module, x):
+    out = c.call(module, x, error_hints={"must match the size": SIZES_DISAGREE,
+                                         "view size is not compatible": VIEW_TRANSPOSED})
+    return c.shape(out, tuple(x.shape), Hint("the layer's output has the input's shape, (B, T, C).",
+                                              more="merge the heads back to (B, T, C) before the projection."))
+
+
+@exercise_check
+def check_CausalSelfAttention(c, cls):
+    for i, (cfg, B, T) in enumerate(_CSA_CASES):
+        reference = _randomised(CausalSelfAttention(cfg), seed=i)
+        mine = c.module(cls, cfg)
+        c.same_weights(mine, reference, hint="the stub's __init__ names them: keep it as it is")
+        mine.eval(), reference.eval()
+        x = torch.randn(B, T, cfg.n_embd, generator=torch.Generator().manual_seed(10 + i))
+        with torch.no_grad():
+            expected = reference(x)
+            out = _csa_forward(c, mine, x)
+        c.close(out, expected, mistakes={**_csa_mistakes(reference, x),
+                                         SEES_FUTURE: lambda out: _sees_future(c, mine, x, out)}, hint=CSA_HINT)
+        mine.keep_weights = reference.keep_weights = True       # the hand-written path, for the heat maps
+        with torch.no_grad():
+            expected = reference(x)
+            out = _csa_forward(c, mine, x)
+        c.close(out, expected, mistakes={**_csa_mistakes(reference, x),
+                                         SEES_FUTURE: lambda out: _sees_future(c, mine, x, out)}, hint=CSA_HINT)
+        weights = getattr(mine, "weights", None)
+        c.true(isinstance(weights, torch.Tensor), KEEP_WEIGHTS)
+        c.true(tuple(weights.shape) == tuple(reference.weights.shape), WEIGHTS_SHAPE)
+        c.close(weights, reference.weights, hint=KEEP_WEIGHTS)
+        mine.keep_weights = False
+
+    cfg, B, T = _CSA_CASES[1]                                   # dropout: on in training, off in eval
+    cfg = replace(cfg, dropout=0.5)
+    mine = c.module(cls, cfg)
+    c.same_weights(mine, _randomised(CausalSelfAttention(cfg), seed=5))
+    x = torch.randn(B, T, cfg.n_embd, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        mine.eval()
+        c.true(torch.equal(_csa_forward(c, mine, x), _csa_forward(c, mine, x)), DROPOUT_IN_EVAL)
+        mine.train()
+        c.true(not torch.equal(_csa_forward(c, mine, x), _csa_forward(c, mine, x)), NO_DROPOUT)
+
+    cfg, B, T = _CSA_CASES[0]                                   # float64, and the gradients reach every weight
+    reference = _randomised(CausalSelfAttention(cfg), seed=7).double()
+    mine = c.module(cls, cfg)
+    c.same_weights(mine, reference)
+    mine.double().train()
+    x = torch.randn(B, T, cfg.n_embd, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    out = _csa_forward(c, mine, x)
+    c.true(out.dtype == torch.float64, "your layer does not work in float64: keep the input's dtype throughout.")
+    c.close(out.detach(), reference(x).detach(), hint=CSA_HINT)
+    c.gradients_reach(mine, out.pow(2).mean())
+
+
+# ------------------------------------------------------------------ the transformer block (build exercise)
+POST_NORM = Hint("the block's output is normalised (mean 0, variance 1 at every position): the LayerNorm comes "
+                 "after the residual sum, so the stream is squashed at every block.",
+                 more="pre-norm: normalise the input of each branch, not the sum: x = x + self.attn(self.ln1(x)).")
+RESIDUAL_FROM_NORM = Hint("the residual path carries the LayerNorm's output instead of the block's input, so the "
+                          "input's scale is lost.",
+                          more="add each branch to x itself: x = x + self.attn(self.ln1(x)), not h + attn(h) with "
+                               "h = ln1(x).")
+NO_RESIDUAL = Hint("part of the block's output does not contain its input: a branch has no residual path.",
+                   more="both branches are residual: x = x + branch(ln(x)), for the attention and for the MLP.")
+SAME_LN = Hint("both branches see the same normalisation: the second LayerNorm is never used.",
+               more="the MLP branch has its own LayerNorm: x = x + self.mlp(self.ln2(x)).")
+MLP_FIRST = Hint("your block computes before it communicates: the MLP runs before the attention.",
+                 more="attention first, then the MLP, each with its own LayerNorm and residual.")
+PARALLEL = Hint("the MLP does not see what the attention wrote: both branches read the same input.",
+                more="update x with the attention branch first, then run the MLP branch on the new x.")
+BLOCK_HINT = Hint("compare your forward with the two formulas above, one branch at a time.",
+                  more="x = x + self.attn(self.ln1(x)); x = x + self.mlp(self.ln2(x)); return x.")
+BLOCK_LEARN = Hint("a tiny GPT built from your blocks does not learn a fixed batch.",
+                   more="is every branch used in forward, and is nothing detached?")
+
+
+def _block_mistakes(ref: Block, x) -> dict:
+    a = lambda h: ref.attn(h)  # noqa: E731
+    with torch.no_grad():
+        post = ref.ln1(x + a(x))
+        h = ref.ln1(x)
+        from_norm = h + a(h)
+        after_attn = x + a(ref.ln1(x))
+        return {POST_NORM: ref.ln2(post + ref.mlp(post)),
+                RESIDUAL_FROM_NORM: ref.ln2(from_norm) + ref.mlp(ref.ln2(from_norm)),
+                NO_RESIDUAL: lambda out: any(torch.allclose(out, w, atol=1e-4) for w in (
+                    ref.mlp(ref.ln2(a(ref.ln1(x)))), ref.mlp(ref.ln2(after_attn)),
+                    a(ref.ln1(x)) + ref.mlp(ref.ln2(a(ref.ln1(x)))))),
+                SAME_LN: after_attn + ref.mlp(ref.ln1(after_attn)),
+                MLP_FIRST: (lambda m: m + a(ref.ln2(m)))(x + ref.mlp(ref.ln1(x))),
+                PARALLEL: x + a(ref.ln1(x)) + ref.mlp(ref.ln2(x))}
+
+
+@exercise_check
+def check_Block(c, cls):
+    for i, (cfg, B, T) in enumerate(_CSA_CASES):
+        reference = _randomised(Block(cfg), seed=20 + i).eval()
+        mine = c.module(cls, cfg)
+        c.same_weights(mine, reference, hint="name them ln1, attn, ln2 and mlp; a LayerNorm has a bias only "
+                                             "when cfg.bias is True")
+        mine.eval()
+        x = torch.randn(B, T, cfg.n_embd, generator=torch.Generator().manual_seed(30 + i))
+        with torch.no_grad():
+            out = c.shape(c.call(mine, x), tuple(x.shape), Hint("a block keeps the shape of its input, (B, T, C).",
+                                                                 more="return x after the two residual updates."))
+            c.close(out, reference(x), mistakes=_block_mistakes(reference, x), hint=BLOCK_HINT)
+
+    cfg = replace(_CSA_CASES[0][0], n_layer=2)                # a tiny GPT of your blocks, in float64, learns
+    torch.manual_seed(0)
+    model = GPT(cfg, block=cls).double()
+    x = torch.randint(cfg.vocab_size, (4, cfg.block_size), generator=torch.Generator().manual_seed(1))
+    y = torch.roll(x, -1, dims=1)
+    _, loss = c.call(model, x, y)
+    c.true(loss.dtype == torch.float64, "your block does not work in float64: keep the input's dtype throughout.")
+    c.gradients_reach(model, loss)
+    losses = []
+    for _ in range(15):                                        # plain gradient steps on one fixed batch
+        _, loss = model(x, y)
+        model.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+        losses.append(loss.item())
+    c.learns(losses, BLOCK_LEARN)
+
+
+# ------------------------------------------------------------------ the generation loop (build exercise)
+NO_CROP = Hint("it works for short texts, then fails once the text grows past the model's context.",
+               more="feed the model at most its last block_size tokens: idx[:, -model.cfg.block_size:].")
+CROP_FIRST = Hint("once the text is longer than the model's context, your samples stop following the newest "
+                  "characters.", more="keep the last block_size tokens, idx[:, -block_size:], not the first ones.")
+ARGMAX = Hint("at temperature 1 your samples are the same whatever the seed: the next token is picked, not drawn.",
+              more="draw it from the distribution: torch.multinomial(probs, 1, generator=generator).")
+NOT_REPRODUCIBLE = Hint("the same seed gives different samples.",
+                        more="draw with the generator you are given: torch.multinomial(probs, 1, generator=generator).")
+FIRST_POSITION = Hint("your samples ignore the newest character: the prediction is read at the wrong position.",
+                      more="the next token comes from the logits at the last position, logits[:, -1].")
+NO_FEEDBACK = Hint("each new token is predicted from the prompt alone: what was sampled is never fed back.",
+                   more="append each sampled token to idx (torch.cat along dim 1) and predict from the new idx.")
+KNOBS_IGNORED = Hint("temperature and top-k change nothing in your samples.",
+                     more="turn the last logits into probabilities with next_token_probs(logits, temperature, top_k).")
+PROMPT_DROPPED = Hint("the prompt is missing from the result: only the new tokens came back.",
+                      more="return the whole sequence, prompt first: shape (B, T + n_new).")
+N_NEW_OFF = Hint("the result has the wrong number of new tokens.", more="add exactly n_new tokens, one per step.")
+DROPOUT_WHILE_SAMPLING = Hint("with dropout in the model, your samples differ from the reference's for the same seed: "
+                              "dropout is on while sampling.", more="call model.eval() before the loop.")
+MODE_CHANGED = Hint("after sampling, the model is not in the mode it was in before: training afterwards would run "
+                    "with dropout off, or evaluation with it on.",
+                    more="keep was_training = model.training, and call model.train(was_training) at the end.")
+GENERATE_HINT = Hint("compare your loop with the steps above: crop, predict, turn into probabilities, draw, append.",
+                     more="for each step: logits, _ = model(idx[:, -block_size:]); probs = next_token_probs(logits[:, -1], "
+                          "temperature, top_k); idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], 1).")
+
+
+def _tiny_gpt(dropout: float = 0.0) -> GPT:
+    """A small GPT with weights large enough that its next-token distributions are far from uniform."""
+    cfg = GPTConfig(vocab_size=9, block_size=6, n_layer=1, n_head=2, n_embd=8, dropout=dropout)
+    model = GPT(cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() < 2 else 1.0) + (1.0 if p.dim() < 2 else 0.0))
+    return model.eval()
+
+
+@torch.no_grad()
+def _generate_variant(model, idx, n_new, temperature, top_k, seed, crop="last", position=-1, feed=True):
+    g = torch.Generator().manual_seed(seed)
+    out, context = idx, idx
+    for _ in range(n_new):
+        window = context[:, -model.cfg.block_size:] if crop == "last" else context[:, :model.cfg.block_size]
+        logits, _ = model(window)
+        token = _sample_next(logits[:, position], temperature, top_k, g)
+        out = torch.cat([out, token], dim=1)
+        context = out if feed else context
+    return out
+
+
+def _call_generate(c, fn, model, idx, n_new, temperature, top_k, seed):
+    out = c.call(fn, model, idx, n_new, temperature, top_k, torch.Generator().manual_seed(seed),
+                 error_hints={"longer than block_size": NO_CROP})
+    out = c.tensor(out, "the result")
+    B, T = idx.shape
+    return c.shape(out, (B, T + n_new), GENERATE_HINT, mistakes={(B, n_new): PROMPT_DROPPED,
+                                                                 (B, T + n_new - 1): N_NEW_OFF,
+                                                                 (B, T + n_new + 1): N_NEW_OFF})
+
+
+@exercise_check
+def check_generate(c, fn):
+    model = _tiny_gpt()
+    idx = torch.tensor([[1, 2, 3], [4, 4, 0]])             # two prompts; 3 + 9 tokens overflow block_size 6
+    n_new = 9
+    for seed, temperature, top_k in [(0, 1.0, None), (1, 1.0, None), (2, 0.7, 3), (3, 1.6, None)]:
+        out = _call_generate(c, fn, model, idx, n_new, temperature, top_k, seed)
+        expected = _generate(model, idx, n_new, temperature, top_k, torch.Generator().manual_seed(seed))
+        mistakes = {ARGMAX: _generate(model, idx, n_new, 0.0, None),
+                    NOT_REPRODUCIBLE: lambda out: not torch.equal(
+                        out, _call_generate(c, fn, model, idx, n_new, temperature, top_k, seed)),
+                    FIRST_POSITION: _generate_variant(model, idx, n_new, temperature, top_k, seed, position=0),
+                    NO_FEEDBACK: _generate_variant(model, idx, n_new, temperature, top_k, seed, feed=False),
+                    CROP_FIRST: _generate_variant(model, idx, n_new, temperature, top_k, seed, crop="first")}
+        if (temperature, top_k) != (1.0, None):
+            mistakes[KNOBS_IGNORED] = _generate(model, idx, n_new, 1.0, None, torch.Generator().manual_seed(seed))
+        c.close(out, expected, mistakes=mistakes, hint=GENERATE_HINT, atol=0, rtol=0)
+
+    dropped = _tiny_gpt(dropout=0.5)                        # dropout off while sampling, the mode restored after
+    for training in (True, False):
+        dropped.train(training)
+        out = _call_generate(c, fn, dropped, idx, n_new, 1.0, None, 5)
+        c.true(dropped.training == training, MODE_CHANGED)
+        expected = _generate(dropped, idx, n_new, 1.0, None, torch.Generator().manual_seed(5))
+        c.true(torch.equal(out, expected), DROPOUT_WHILE_SAMPLING if training else GENERATE_HINT)
+
+
+SECOND_HINTS = {
+    "attention": "scores = q @ k.transpose(-2, -1) / sqrt(q.size(-1)); where the mask is False, fill the scores with "
+                 "-inf (before the softmax); weights = scores.softmax(dim=-1); return weights @ v, weights.",
+    "causal_mask": "the lower triangle of a T x T matrix of True, diagonal included: "
+                   "torch.tril(torch.ones(T, T, dtype=torch.bool)).",
+    "next_token_probs": "logits = logits / temperature; if top_k: find each row's k-th largest logit with "
+                        "torch.topk(logits, k, dim=-1).values[:, [-1]] and set the logits below it to -inf; "
+                        "return logits.softmax(dim=-1).",
+    "CausalSelfAttention": CSA_HINT.more,
+    "Block": "pre-LayerNorm: normalise the input of each branch, add the branch's output to x itself: "
+             "x = x + self.attn(self.ln1(x)); x = x + self.mlp(self.ln2(x)). The layers are ln1, attn, ln2, mlp.",
+    "generate": "model.eval(); for each new token: crop to the last block_size tokens, take the logits at the last "
+                "position, next_token_probs, torch.multinomial with the generator, torch.cat onto idx; then "
+                "model.train(was_training); return idx.",
+}
