@@ -30,6 +30,7 @@ WRONG = {
                               "return generative.DiagonalGaussians(means, variances, torch.log(counts / counts.sum()))",
     "gaussian_log_density": "return -(torch.log(2 * math.pi * var) + (x - mean) ** 2 / var).sum(dim=-1)",
     "log_posterior": "return log_likelihood + log_prior",
+    "classify": "return model.log_likelihood(x).argmax(dim=1)",
     "sample_low_rank_gaussian": "z = torch.randn(n, components.shape[1], generator=generator)\n"
                                 "return mean + z @ components.T",
     "reconstruction_loss": "return (x_hat - x).pow(2).mean()",

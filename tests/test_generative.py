@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from utils import generative as g
 from checking import fails_with, in_float64, passes
-from utils.checks import (check_fit_diagonal_gaussians, check_gaussian_log_density, check_log_posterior,
+from utils.checks import (check_classify, check_fit_diagonal_gaussians, check_gaussian_log_density, check_log_posterior,
                           check_sample_low_rank_gaussian)
 from utils.checks import generative as H
 from utils.checks.core import IN_PLACE, NOT_IMPLEMENTED, NO_RETURN, RAISED, Hint
@@ -114,6 +114,10 @@ def _fit_in_float64(x, y, n_classes=10, var_floor=0.01):
     (check_fit_diagonal_gaussians, g.fit_diagonal_gaussians),
     (check_fit_diagonal_gaussians, _fit_vectorised),
     (check_fit_diagonal_gaussians, _fit_in_float64),
+    (check_classify, g.classify),
+    (check_classify, lambda model, x: g.log_posterior(model.log_likelihood(x), model.log_prior).argmax(dim=1)),
+    (check_classify, lambda model, x: (model.log_prior + model.log_likelihood(x)).max(dim=-1).indices),
+    (check_classify, in_float64(g.classify)),
     (check_gaussian_log_density, g.gaussian_log_density),
     (check_gaussian_log_density, lambda x, m, v: torch.distributions.Normal(m, v.sqrt()).log_prob(x).sum(-1)),
     (check_gaussian_log_density, lambda x, m, v: (-0.5 * math.log(2 * math.pi) * x.shape[1] - 0.5 * v.log().sum()
@@ -193,8 +197,37 @@ def test_fit_check_falls_back_to_the_reference_model(capsys):
 def test_every_hint_has_a_stronger_one_and_every_exercise_a_second_hint():
     hints = [v for k, v in vars(H).items() if k.isupper() and not k.startswith("_") and isinstance(v, str)]
     assert hints and all(isinstance(h, Hint) and h.more for h in hints)
-    assert set(H.SECOND_HINTS) == {"fit_diagonal_gaussians", "gaussian_log_density", "log_posterior",
+    assert set(H.SECOND_HINTS) == {"fit_diagonal_gaussians", "gaussian_log_density", "log_posterior", "classify",
                                    "sample_low_rank_gaussian"}
+
+
+def test_classify_follows_the_prior_when_the_likelihoods_tie():
+    model = g.DiagonalGaussians(torch.zeros(3, 2), torch.ones(3, 2), torch.tensor([0.2, 0.5, 0.3]).log())
+    assert g.classify(model, torch.randn(5, 2)).tolist() == [1] * 5
+
+
+def _classify_diagonal_only(model, x):
+    log_lik = torch.stack([g.gaussian_log_density(x, m, v) for m, v in zip(model.means, model.variances)], dim=1)
+    return (log_lik + model.log_prior).argmax(dim=1)
+
+
+CLASSIFY_MISTAKES = {
+    H.CLASSIFY_SCORES: lambda model, x: model.log_likelihood(x) + model.log_prior,
+    H.CLASSIFY_DIM0: lambda model, x: (model.log_likelihood(x) + model.log_prior).argmax(dim=0),
+    H.CLASSIFY_NO_PRIOR: lambda model, x: model.log_likelihood(x).argmax(dim=1),
+    H.CLASSIFY_PRIOR_AS_PROB: lambda model, x: (model.log_likelihood(x) + model.log_prior.exp()).argmax(dim=1),
+    H.CLASSIFY_PRIOR_SUBTRACTED: lambda model, x: (model.log_likelihood(x) - model.log_prior).argmax(dim=1),
+    H.CLASSIFY_ARGMIN: lambda model, x: (model.log_likelihood(x) + model.log_prior).argmin(dim=1),
+    H.CLASSIFY_NEAREST_MEAN: lambda model, x: torch.cdist(x, model.means).argmin(dim=1),
+    H.CLASSIFY_DIAGONAL_ONLY: _classify_diagonal_only,
+    H.CLASSIFY_HINT: lambda model, x: (model.log_likelihood(x) + 3 * model.log_prior).argmax(dim=1),
+    NO_RETURN: lambda model, x: None,
+}
+
+
+@pytest.mark.parametrize("hint", CLASSIFY_MISTAKES)
+def test_classify_check_names_each_mistake(hint, capsys):
+    fails_with(check_classify, CLASSIFY_MISTAKES[hint], capsys, hint)
 
 
 def _density_in_place(x, m, v):

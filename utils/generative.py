@@ -127,6 +127,17 @@ def fit_low_rank_gaussians(x: torch.Tensor, y: torch.Tensor, rank: int = 30, n_c
                             torch.stack(noise).float(), torch.log(counts / counts.sum()).float())
 
 
+def classify(model, x: torch.Tensor) -> torch.Tensor:
+    """Bayes' rule's decision, the most probable class of each row of x: argmax_k log p(x | k) + log p(k).
+
+    ``model`` is any class-conditional model with ``log_likelihood(x) -> (N, K)`` and ``log_prior`` (K,):
+    DiagonalGaussians or LowRankGaussians. (N, D) -> (N,) labels. The denominator of Bayes' rule is the
+    same for every class, so the argmax needs no normalising.
+    """
+    joint = model.log_likelihood(x) + model.log_prior       # (N, K) log p(x, y)
+    return joint.argmax(dim=1)
+
+
 def accuracy(log_probs_or_logits: torch.Tensor, y: torch.Tensor) -> float:
     return (log_probs_or_logits.argmax(1) == y).float().mean().item()
 

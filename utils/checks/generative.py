@@ -110,6 +110,26 @@ POSTERIOR_HINT = Hint("the log-posteriors are not what Bayes' rule gives.",
 POSTERIOR_ROWS = Hint("each row's probabilities should sum to 1, and they do not.",
                       more="subtract torch.logsumexp(joint, dim=1, keepdim=True) from the joint.")
 
+CLASSIFY_SCORES = Hint("the result has one score per class for every image (N, K), not one label per image (N,).",
+                       more="return the index of the largest log p(x | y) + log p(y) in each row: argmax over dim=1.")
+CLASSIFY_DIM0 = Hint("the result has one value per class (K,), not one label per image (N,).",
+                     more="take the argmax over the classes, dim=1, not over the images, dim=0.")
+CLASSIFY_NO_PRIOR = Hint("the prior changes nothing: your decisions are those of a model with equal priors.",
+                         more="add model.log_prior to the log-likelihoods before the argmax.")
+CLASSIFY_PRIOR_AS_PROB = Hint("the prior barely changes your decisions, as if it were added as a probability.",
+                              more="model.log_prior is already a logarithm: add it as it is, no exp().")
+CLASSIFY_PRIOR_SUBTRACTED = Hint("the prior pushes the wrong way: a rare class wins where the common one should.",
+                                 more="Bayes' rule multiplies by p(y): add model.log_prior, do not subtract it.")
+CLASSIFY_ARGMIN = Hint("your labels are the least probable classes, not the most probable.",
+                       more="take the argmax of log p(x | y) + log p(y), not the argmin.")
+CLASSIFY_NEAREST_MEAN = Hint("your decisions ignore the variances: they pick the nearest class mean.",
+                             more="use the model's own log-likelihood, model.log_likelihood(x), which weighs each "
+                                  "pixel by its variance, plus model.log_prior.")
+CLASSIFY_DIAGONAL_ONLY = Hint("it works for the diagonal model, not for the low-rank one that the lesson also classifies.",
+                              more="use model.log_likelihood(x) and model.log_prior: every model in the lesson has both.")
+CLASSIFY_HINT = Hint("some labels differ from Bayes' rule's decisions.",
+                     more="labels = (model.log_likelihood(x) + model.log_prior).argmax(dim=1).")
+
 SAMPLES_TRANSPOSED = Hint("the result is (D, n), one sample per column; expected (n, D).",
                           more="draw z as (n, q) and eps as (n, D), so that every row is a sample.")
 SAMPLES_IDENTICAL = Hint("every sample is the same.",
@@ -143,6 +163,8 @@ SECOND_HINTS = {
                               "torch.log(counts / counts.sum()) with counts = torch.bincount(y, minlength=n_classes).",
     "gaussian_log_density": "sum over the dimensions (dim=-1) of -0.5 * (torch.log(2 * math.pi * var) + (x - mean) ** 2 / var).",
     "log_posterior": "joint = log_likelihood + log_prior, then joint - torch.logsumexp(joint, dim=1, keepdim=True).",
+    "classify": "the joint log p(x, y) is model.log_likelihood(x) + model.log_prior, shape (N, K); the label is its "
+                "argmax over the classes, dim=1. Bayes' denominator is the same for every class, so no normalising.",
     "sample_low_rank_gaussian": "z = torch.randn(n, q, generator=generator), eps = torch.randn(n, D, generator=generator), "
                                 "then mean + z @ components.T + noise_std * eps.",
 }
@@ -259,6 +281,37 @@ def check_log_posterior(c, fn):
         POSTERIOR_NORMALISED_BEFORE_PRIOR: ref.log_posterior(log_lik, torch.zeros_like(log_prior)) + log_prior,
     }, hint=POSTERIOR_HINT)
     c.close(out.exp().sum(1), torch.ones(6), hint=POSTERIOR_ROWS)
+
+
+def classify_cases():
+    """Two small models to classify with, diagonal and low-rank, and points where the prior and the variances matter."""
+    g = torch.Generator().manual_seed(8)
+    diagonal = ref.DiagonalGaussians(means=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
+                                     variances=torch.tensor([[1.0, 1.0], [0.05, 0.05], [2.0, 0.5]]),
+                                     log_prior=torch.tensor([0.6, 0.3, 0.1]).log())
+    x = 3 * torch.rand(40, 2, generator=g) - 1                        # (40, 2) around all three means
+    y = torch.arange(60) % 2
+    low_rank = ref.fit_low_rank_gaussians(torch.rand(60, 5, generator=g) + y[:, None] * 0.3, y, rank=2, n_classes=2)
+    return diagonal, x, low_rank, torch.rand(9, 5, generator=g) + 0.15
+
+
+@exercise_check
+def check_classify(c, fn):
+    diagonal, x, low_rank, x_low = classify_cases()
+    expected = ref.classify(diagonal, x)
+    out = c.shape(c.call(fn, diagonal, x), (40,), "one label per image",
+                  mistakes={(40, 3): CLASSIFY_SCORES, (3,): CLASSIFY_DIM0})
+    log_lik = diagonal.log_likelihood(x)
+    nearest = torch.cdist(x, diagonal.means).argmin(dim=1)
+    c.close(out, expected, mistakes={
+        CLASSIFY_NO_PRIOR: log_lik.argmax(1),
+        CLASSIFY_PRIOR_AS_PROB: (log_lik + diagonal.log_prior.exp()).argmax(1),
+        CLASSIFY_PRIOR_SUBTRACTED: (log_lik - diagonal.log_prior).argmax(1),
+        CLASSIFY_ARGMIN: (log_lik + diagonal.log_prior).argmin(1),
+        CLASSIFY_NEAREST_MEAN: nearest,
+    }, hint=CLASSIFY_HINT)
+    out = c.call(fn, low_rank, x_low, error_hints={"has no attribute": CLASSIFY_DIAGONAL_ONLY})
+    c.close(c.shape(out, (9,), "one label per image"), ref.classify(low_rank, x_low), hint=CLASSIFY_DIAGONAL_ONLY)
 
 
 @exercise_check
