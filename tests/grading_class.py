@@ -36,6 +36,9 @@ WRONG = {
     "reconstruction_loss": "return (x_hat - x).pow(2).mean()",
     "add_noise": "return x + noise_level * torch.randn_like(x)",
     "anomaly_score": "with torch.no_grad():\n    x_hat = model(x)\nreturn (x_hat - x).pow(2).mean(dim=0).sum()",
+    "Autoencoder": ("solution", "solution", "solution", "return self.decode(self.encode(x))"),  # no sigmoid in forward
+    "train_autoencoder": "inputs = clean if corrupt is None else corrupt(clean)\n"
+                         "loss = reconstruction_loss(model(inputs), clean)\nloss.backward()\nopt.step()",
     "reparameterize": "return mu + logvar * torch.randn_like(mu)",
     "kl_divergence": "return -0.5 * (1 + logvar - mu.pow(2) - (0.5 * logvar).exp()).sum(dim=1)",
     "elbo_loss": "return F.binary_cross_entropy_with_logits(logits, x, reduction='none').flatten(1).sum(dim=1).mean()",
