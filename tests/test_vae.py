@@ -450,3 +450,14 @@ def test_check_vae_step_reports_not_implemented(capsys):
         raise NotImplementedError()
 
     fails_with(utils.checks.check_vae_step, stub, capsys, NOT_IMPLEMENTED)
+
+
+def test_check_VAE_names_a_missing_method_without_raising(capsys):
+    class NoMethods(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg = cfg
+            self.encoder = vae.MLPEncoder(cfg.image_shape, (cfg.hidden,), 2 * cfg.latent)
+            self.decoder = vae.MLPDecoder(cfg.latent, (cfg.hidden,), cfg.image_shape)
+
+    fails_with(utils.checks.check_VAE, NoMethods, capsys, "no `encode` method")

@@ -352,6 +352,8 @@ def check_VAE(c, cls):
         reference = ref.VAE(cfg)
         mine = c.module(cls, cfg)
         c.true(getattr(mine, "cfg", None) == cfg, VAE_NO_CFG)
+        for method in ("encode", "decode"):
+            c.true(callable(getattr(mine, method, None)), f"your VAE has no `{method}` method: keep the stub's four methods.")
         if _encoder_is_half(mine, reference):
             c.fail(VAE_ENCODER_HALF)
         c.same_weights(mine, reference)
