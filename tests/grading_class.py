@@ -23,6 +23,12 @@ from course.notebook import source_text  # noqa: E402
 
 # One typical mistake per exercise: the body a student might write instead of the answer.
 WRONG = {
+    "bits_per_dim": "return nll_nats.mean() / dims",
+    "completion_loss": "nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction='none')\n"
+                       "return nll.mean()",
+    "policy_gradient_loss": "return ((rewards - baseline).detach() * logprobs.sum(dim=1)).mean()",
+    "kl_penalty": "log_p, log_q = logits.log_softmax(-1), ref_logits.log_softmax(-1)\n"
+                  "return (log_q.exp() * (log_q - log_p)).sum(-1).mean()",
     "fit_diagonal_gaussians": "x = x.flatten(1)\n"
                               "means = torch.stack([x[y == k].mean(0) for k in range(n_classes)])\n"
                               "variances = torch.stack([x[y == k].var(0, unbiased=False) for k in range(n_classes)])\n"
