@@ -400,3 +400,11 @@ def test_skew_ratio_check_accepts_correct_answers(capsys):
 def test_skew_ratio_check_names_each_mistake(answer, hint, capsys):
     from utils.checks import check_skew_ratio
     fails_with(check_skew_ratio, answer, capsys, hint)
+
+
+def test_slug_and_relative_spread_of_too_few_samples():
+    assert ev.slug("diffusion (DDIM)") == "diffusion_ddim" and ev.slug("re-weighted VAE") == "re_weighted_vae"
+    assert math.isnan(ev._relative_spread(torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 2]), 1.0))
+    x = torch.zeros(4, 1, 2, 2)
+    x[1] = 1.0
+    assert ev._relative_spread(x, torch.tensor([0, 0, 1, 1]), 1.0) == 1.0          # spread 2 -> capped at 1

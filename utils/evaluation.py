@@ -415,7 +415,7 @@ def score_family(ref: Reference, samples: torch.Tensor, labels: torch.Tensor | N
         "smallest_class_share": smallest, "smallest_class_share_se": math.sqrt(smallest * (1 - smallest) / n),
         "nn_distance_ratio": (nn_dist.median() / ref.test_nn.median()).item(),
         "copy_share": copies, "copy_share_se": math.sqrt(max(copies * (1 - copies), 1e-12) / n),
-        "diversity": min(1.0, metrics.within_class_spread(samples, pred) / ref.real_spread),
+        "diversity": _relative_spread(samples, pred, ref.real_spread),
         "class_evenness": metrics.class_evenness(shares),
         "ms_per_image": float("nan") if seconds_per_image is None else 1000 * seconds_per_image,
         "train_seconds": float("nan") if train_seconds is None else train_seconds,
@@ -426,6 +426,19 @@ def score_family(ref: Reference, samples: torch.Tensor, labels: torch.Tensor | N
         acc = (pred == labels.cpu()).double().mean().item()
         row["class_accuracy"], row["class_accuracy_se"] = acc, math.sqrt(acc * (1 - acc) / n)
     return row
+
+
+def _relative_spread(samples: torch.Tensor, pred: torch.Tensor, real_spread: float) -> float:
+    """Within-class pixel spread of the samples relative to real digits, capped at 1 (NaN when no
+    predicted class has two samples, as for a handful of slow samples)."""
+    if torch.bincount(pred).max() < 2:
+        return float("nan")
+    return min(1.0, metrics.within_class_spread(samples, pred) / real_spread)
+
+
+def slug(name: str) -> str:
+    """A family's name as part of a metric name: "diffusion (DDIM)" -> "diffusion_ddim"."""
+    return "_".join("".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
 
 
 def timed(sample, n: int, seed: int = 0):
