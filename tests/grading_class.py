@@ -76,6 +76,12 @@ WRONG = {
     "attention": "weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)\nreturn weights @ v, weights",
     "causal_mask": "return torch.triu(torch.ones(T, T, dtype=torch.bool))",
     "next_token_probs": "return (logits * temperature).softmax(dim=-1)",
+    "detector_step": "logits = model(torch.cat([real, fake]))\n"
+                     "targets = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))])\n"
+                     "loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)\n"
+                     "opt.zero_grad()\nloss.backward()\nopt.step()\nreturn loss.item()",
+    "detector_auc": "return (fake_scores[:, None] > real_scores[None, :]).double().mean()",
+    "skew_ratio": "return torch.bincount(sample_labels, minlength=n_classes) / torch.bincount(train_labels, minlength=n_classes)",
 }
 SOLVED, BLANK = "solution", "stub"
 EXERCISE_DEF = re.compile(r"^(?:def|class) (\w+)\b", re.M)
