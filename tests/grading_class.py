@@ -73,6 +73,17 @@ WRONG = {
     "p_sample": "beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]\n"
                 "mean = (x_t - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()\nreturn mean + beta.sqrt() * noise",
     "guidance": "return eps_cond + w * (eps_uncond - eps_cond)",
+    "train_step": "t = torch.randint(0, schedule.T, (len(x0),), device=x0.device)\nnoise = torch.randn_like(x0)\n"
+                  "loss = diffusion_loss(model, x0, t, noise, y, schedule)\nloss.backward()\nopt.step()\n"
+                  "return loss.detach()",                   # no zero_grad: stale gradients pile up
+    "sample_ddim": "ts = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()\n"
+                   "for i, t in enumerate(ts):\n"
+                   "    ab = schedule.alpha_bars[t]\n"
+                   "    ab_next = schedule.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(ab)\n"
+                   "    eps = predict_eps(model, x, t, y, w)\n"
+                   "    x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()\n"
+                   "    x = ab_next.sqrt() * x0_hat + (1 - ab_next).sqrt() * eps\n"
+                   "return x",                               # no clamp: samples leave [-1, 1]
     "attention": "weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)\nreturn weights @ v, weights",
     "causal_mask": "return torch.triu(torch.ones(T, T, dtype=torch.bool))",
     "next_token_probs": "return (logits * temperature).softmax(dim=-1)",
