@@ -134,6 +134,43 @@ def test_sampling_and_logits_line_up(tiny):
     assert O.reference_loss(model, seq, 7) == pytest.approx(-lp.mean().item(), rel=1e-5)
 
 
+def test_cached_sampling_draws_what_generate_draws(tiny):
+    model, tok = tiny
+    prompts = torch.tensor([tok.encode("\nROMEO:\n"), tok.encode("JULIET:\n")])
+    for temperature in (1.0, 0.7):
+        fast = O.sample(model, prompts, 9, torch.Generator().manual_seed(3), temperature)
+        slow = gpt.generate(model, prompts, 9, temperature=temperature, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(fast, slow)
+    assert model.training  # left as it was
+    with pytest.raises(ValueError, match="do not fit"):
+        O.sample(model, prompts, 12)
+
+
+def test_prompt_batch_pads_on_the_left(tiny):
+    _, tok = tiny
+    batch = O.prompt_batch(["ROMEO:\n", "All:\n"], tok, 6, torch.Generator().manual_seed(0))
+    assert batch.shape == (6, 7)
+    assert {tok.decode(row) for row in batch} <= {"ROMEO:\n", "\n\nAll:\n"}
+
+
+def test_find_pretrained_picks_the_best_usable_model(tmp_path, monkeypatch, tiny):
+    import utils.runtime
+    model, tok = tiny
+    monkeypatch.setattr(utils.runtime, "DATA_DIR", tmp_path)
+    assert O.find_pretrained("Tiny Shakespeare", verbose=False) is None
+    folder = tmp_path / "models"
+    gpt.save_pretrained(model, tok, folder / "gpt_tiny_shakespeare_a_steps2000.pt", corpus="Tiny Shakespeare",
+                        val_loss_nats=1.9)
+    gpt.save_pretrained(model, tok, folder / "gpt_tiny_shakespeare_b_steps30.pt", corpus="Tiny Shakespeare",
+                        val_loss_nats=1.5)
+    gpt.save_pretrained(model, tok, folder / "gpt_other_steps2000.pt", corpus="Other", val_loss_nats=1.0)
+    (folder / "gpt_tiny_shakespeare_c_steps3000.pt").write_bytes(b"damaged")
+    (folder / "gpt_tiny_shakespeare_c_steps3000.json").write_text((folder / "gpt_tiny_shakespeare_a_steps2000.json").read_text().replace("1.9", "1.2"))
+    found, found_tok, info = O.find_pretrained("Tiny Shakespeare", min_steps=1000, verbose=False)
+    assert info["path"].endswith("a_steps2000.pt") and found_tok.chars == tok.chars
+    assert O.find_pretrained("Tiny Shakespeare", verbose=False)[2]["path"].endswith("b_steps30.pt")
+
+
 def test_distinct_ngrams():
     assert O.distinct_ngrams(["a b c d"], 2) == 1.0
     assert O.distinct_ngrams(["love love love love love"], 2) == pytest.approx(0.25)
