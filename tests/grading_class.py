@@ -87,6 +87,14 @@ WRONG = {
     "attention": "weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)\nreturn weights @ v, weights",
     "causal_mask": "return torch.triu(torch.ones(T, T, dtype=torch.bool))",
     "next_token_probs": "return (logits * temperature).softmax(dim=-1)",
+    "CausalSelfAttention": "q, k, v = self.qkv(x).split(C, dim=2)\n"  # the heads merged without moving them back
+                           "q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))\n"
+                           "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)\n"
+                           "self.weights = None\nreturn self.drop(self.proj(y.reshape(B, T, C)))",
+    "Block": ("solution", "x = self.ln1(x + self.attn(x))\nx = self.ln2(x + self.mlp(x))\nreturn x"),  # post-norm
+    "generate": "for _ in range(n_new):\n"  # picks the likeliest token instead of drawing one
+                "    logits, _ = model(idx[:, -model.cfg.block_size:])\n"
+                "    idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)\nreturn idx",
     "detector_step": "logits = model(torch.cat([real, fake]))\n"
                      "targets = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))])\n"
                      "loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)\n"
