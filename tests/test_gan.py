@@ -591,6 +591,20 @@ def test_check_ConvGenerator_names_each_mistake(hint, capsys):
     fails_with(checks.check_ConvGenerator, _learner(LearnerGenerator, G_BUILD_MISTAKES[hint]), capsys, hint.strip())
 
 
+def test_check_ConvGenerator_names_frozen_layers_and_a_generator_that_does_not_learn(capsys):
+    class Frozen(LearnerGenerator):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.up.requires_grad_(False)
+
+    class HidesItsParameters(LearnerGenerator):      # an optimiser given parameters() would update nothing
+        def parameters(self, recurse=True):
+            return iter(())
+
+    fails_with(checks.check_ConvGenerator, Frozen, capsys, H.FROZEN)
+    fails_with(checks.check_ConvGenerator, HidesItsParameters, capsys, H.NOT_LEARNING)
+
+
 def test_check_ConvGenerator_unattempted_or_not_a_module(capsys):
     class Stub(nn.Module):
         def __init__(self, cfg):
@@ -681,3 +695,17 @@ def test_the_learners_networks_train_like_the_references_and_save_in_its_format(
     G2, _, _ = gan.load_gan(path, cfg)                               # lesson 07 loads it with the reference classes
     runs[1][0].eval()
     assert torch.allclose(gan.sample(G2, 4, y[:4]), gan.sample(runs[1][0], 4, y[:4]), atol=1e-6)
+
+
+def test_check_ConvDiscriminator_names_frozen_layers_and_a_discriminator_that_does_not_learn(capsys):
+    class Frozen(LearnerDiscriminator):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.out.requires_grad_(False)
+
+    class HidesItsParameters(LearnerDiscriminator):
+        def parameters(self, recurse=True):
+            return iter(())
+
+    fails_with(checks.check_ConvDiscriminator, Frozen, capsys, H.FROZEN)
+    fails_with(checks.check_ConvDiscriminator, HidesItsParameters, capsys, H.NOT_LEARNING)
