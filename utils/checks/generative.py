@@ -41,9 +41,11 @@ FIT_POOLED_MEAN = Hint("every class has the same mean image: it was averaged ove
 FIT_POOLED_VAR = Hint("every class has the same variances: they were computed over all the images.",
                       more="compute the variance from class k's images only, x_k = x[y == k].")
 FIT_MEAN_HINT = Hint("the class means are not the average image of each class.",
-                     more="means[k] = x[y == k].mean(dim=0): class k's images averaged pixel by pixel, stacked to (K, D).")
+                     more="select class k's rows with the mask y == k and average them over dim=0, pixel by pixel; "
+                          "stack the K means to (K, D).")
 FIT_VAR_HINT = Hint("the variances are not each class's per-pixel variances plus the floor.",
-                    more="variances[k] = x[y == k].var(dim=0, unbiased=False) + var_floor, stacked to (K, D).")
+                    more="for class k's rows, the mean of the squared deviations from the class mean over dim=0 "
+                         "(divide by N_k), plus var_floor; stack the K results to (K, D).")
 FIT_PRIOR_UNIFORM = Hint("every class gets the same prior, but the classes are not equally common here.",
                          more="the prior is each class's share of the examples: torch.bincount(y, minlength=n_classes) "
                               "divided by the total, then the log.")
@@ -52,7 +54,8 @@ FIT_PRIOR_NOT_LOG = Hint("log_prior holds probabilities (positive, summing to 1)
 FIT_PRIOR_UNNORMALISED = Hint("the prior's probabilities sum to the number of examples, not to 1.",
                               more="divide the counts by their total before the log.")
 FIT_PRIOR_HINT = Hint("log_prior is not the log of each class's share of the examples.",
-                      more="log_prior = torch.log(counts / counts.sum()) with counts = torch.bincount(y, minlength=n_classes).")
+                      more="count the images of each class (torch.bincount with minlength=n_classes), divide by "
+                           "the total number of images, and take the log.")
 FIT_OTHER_CASE = Hint("right on the first case, wrong on images with 4 classes and the default floor.",
                       more="nothing may depend on the first case's sizes: flatten the images, use n_classes and var_floor.")
 
@@ -123,12 +126,13 @@ CLASSIFY_PRIOR_SUBTRACTED = Hint("the prior pushes the wrong way: a rare class w
 CLASSIFY_ARGMIN = Hint("your labels are the least probable classes, not the most probable.",
                        more="take the argmax of log p(x | y) + log p(y), not the argmin.")
 CLASSIFY_NEAREST_MEAN = Hint("your decisions ignore the variances: they pick the nearest class mean.",
-                             more="use the model's own log-likelihood, model.log_likelihood(x), which weighs each "
-                                  "pixel by its variance, plus model.log_prior.")
+                             more="use the model's own log-likelihood, which weighs each pixel by its variance, "
+                                  "plus its log prior.")
 CLASSIFY_DIAGONAL_ONLY = Hint("it works for the diagonal model, not for the low-rank one that the lesson also classifies.",
                               more="use model.log_likelihood(x) and model.log_prior: every model in the lesson has both.")
 CLASSIFY_HINT = Hint("some labels differ from Bayes' rule's decisions.",
-                     more="labels = (model.log_likelihood(x) + model.log_prior).argmax(dim=1).")
+                     more="add the model's log prior (K,) to its log-likelihoods (N, K), and take the index of the "
+                          "largest value in each row.")
 
 SAMPLES_TRANSPOSED = Hint("the result is (D, n), one sample per column; expected (n, D).",
                           more="draw z as (n, q) and eps as (n, D), so that every row is a sample.")
@@ -158,13 +162,16 @@ SAMPLES_COV_HINT = Hint("the samples' covariance is not the model's.",
                         more="the covariance should be W W^T + noise_std^2 I: x = mean + z @ components.T + noise_std * eps.")
 
 SECOND_HINTS = {
-    "fit_diagonal_gaussians": "flatten x to (N, D); for each class k take x_k = x[y == k] and keep x_k.mean(dim=0) and "
-                              "x_k.var(dim=0, unbiased=False) + var_floor; stack them to (K, D); the log prior is "
-                              "torch.log(counts / counts.sum()) with counts = torch.bincount(y, minlength=n_classes).",
+    "fit_diagonal_gaussians": "flatten x to rows (N, D). For each class k, select its rows with the mask y == k; "
+                              "average them over dim=0 for the mean, and take their variance over dim=0 dividing by "
+                              "N_k (unbiased=False), plus var_floor. Stack the K results to (K, D). For the prior, count "
+                              "each label (torch.bincount with minlength), divide by the total, take the log. Wrap the "
+                              "three in generative.DiagonalGaussians.",
     "gaussian_log_density": "sum over the dimensions (dim=-1) of -0.5 * (torch.log(2 * math.pi * var) + (x - mean) ** 2 / var).",
     "log_posterior": "joint = log_likelihood + log_prior, then joint - torch.logsumexp(joint, dim=1, keepdim=True).",
-    "classify": "the joint log p(x, y) is model.log_likelihood(x) + model.log_prior, shape (N, K); the label is its "
-                "argmax over the classes, dim=1. Bayes' denominator is the same for every class, so no normalising.",
+    "classify": "the joint log p(x, y) is the model's log-likelihood (N, K) plus its log prior (K,); the label is "
+                "the class where it is largest, over dim=1. Bayes' denominator is the same for every class, so no "
+                "normalising is needed.",
     "sample_low_rank_gaussian": "z = torch.randn(n, q, generator=generator), eps = torch.randn(n, D, generator=generator), "
                                 "then mean + z @ components.T + noise_std * eps.",
 }
