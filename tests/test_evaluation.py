@@ -408,3 +408,24 @@ def test_slug_and_relative_spread_of_too_few_samples():
     x = torch.zeros(4, 1, 2, 2)
     x[1] = 1.0
     assert ev._relative_spread(x, torch.tensor([0, 0, 1, 1]), 1.0) == 1.0          # spread 2 -> capped at 1
+
+
+def test_lesson_or_compact_uses_the_saved_model_only_when_its_config_matches(tmp_path):
+    class Saved(torch.nn.Linear):
+        def __init__(self, cfg):
+            super().__init__(2, 2)
+            self.cfg = cfg
+
+    saved = Saved("cfg-a")
+    path_of = lambda data, cfg, steps: tmp_path / f"lesson-{cfg}-{steps}.pt"
+    load = lambda path, verbose: saved if path.name == "lesson-cfg-a-10.pt" else None
+    fits = []
+    args = ("VAE is lesson 03's", tmp_path / "eval.pt", lambda: Saved("cfg-a"), lambda m: fits.append(1), "compact VAE")
+    got = ev.lesson_or_compact(load, path_of, None, "cfg-a", 10, *args)
+    assert got.model is saved and got.train_seconds is None and "lesson 03's, loaded from lesson-cfg-a-10.pt" in got.how
+    assert fits == []
+    other = ev.lesson_or_compact(load, path_of, None, "cfg-a", 20, *args)                # another budget: not saved
+    assert other.model is not saved and fits == [1] and "compact VAE" in other.how
+    saved.cfg = "cfg-b"                                                                  # saved for another config
+    assert ev.lesson_or_compact(load, path_of, None, "cfg-a", 10, *args).model is not saved
+    assert ev.lesson_or_compact(None, None, None, "cfg-a", 10, *args).model is not saved  # an older utils

@@ -70,6 +70,20 @@ def load_or_fit(path: Path, model: nn.Module, fit, what: str) -> Trained:
 
 # --------------------------------------------------------------------------- the families
 
+def lesson_or_compact(load, path_of, data, cfg, lesson_steps: int, said: str, cache: Path, make, fit,
+                      compact: str) -> Trained:
+    """The model an earlier lesson saved (``load(path_of(data, cfg, lesson_steps))``, used when it has the
+    config ``cfg``), else a compact one, ``fit(make())``, cached at ``cache``. ``load`` and ``path_of`` may be
+    None (an older copy of the course without them)."""
+    if load is not None and path_of is not None:
+        path = path_of(data, cfg, lesson_steps)
+        model = load(path, verbose=False)
+        if model is not None and model.cfg == cfg:
+            return Trained(model, None, f"The {said}, loaded from {path.name}.")
+    torch.manual_seed(0)
+    return load_or_fit(cache, make(), fit, compact)
+
+
 def autoencoder_codes_sampler(ae: nn.Module, x_train: torch.Tensor):
     """An autoencoder made generative: fit one Gaussian (full covariance) to its training codes, then
     decode draws from it. Returns ``sample(n, seed) -> images (n, 1, H, W)``."""
@@ -134,14 +148,9 @@ def get_vae(data, lesson_steps: int, steps: int) -> Trained:
     from . import vae
 
     cfg = vae.VAEConfig(hidden=400, latent=20)
-    if hasattr(vae, "load_vae"):
-        path = vae.vae_path(data, cfg, lesson_steps)
-        model = vae.load_vae(path, verbose=False)
-        if model is not None and model.cfg == cfg:
-            return Trained(model, None, f"The VAE is lesson 03's, loaded from {path.name}.")
-    torch.manual_seed(0)
-    return load_or_fit(eval_model_path("vae", data, steps), vae.VAE(cfg),
-                       lambda m: fit_vae(m, data.x_train, steps), "compact VAE")
+    return lesson_or_compact(getattr(vae, "load_vae", None), getattr(vae, "vae_path", None), data, cfg, lesson_steps,
+                             "VAE is lesson 03's", eval_model_path("vae", data, steps), lambda: vae.VAE(cfg),
+                             lambda m: fit_vae(m, data.x_train, steps), "compact VAE")
 
 
 def get_gan(data, steps: int) -> Trained:
@@ -213,14 +222,10 @@ def get_unet(data, schedule, lesson_steps: int, steps: int) -> Trained | None:
     if not hasattr(diffusion, "UNet"):
         return None
     cfg = diffusion.UNetConfig(n_classes=len(data.classes))
-    if hasattr(diffusion, "load_unet"):
-        path = diffusion.unet_path(data, cfg, lesson_steps)
-        model = diffusion.load_unet(path, verbose=False)
-        if model is not None and model.cfg == cfg:
-            return Trained(model, None, f"The diffusion model is lesson 05's, loaded from {path.name}.")
-    torch.manual_seed(0)
-    return load_or_fit(eval_model_path("unet", data, steps), diffusion.UNet(cfg),
-                       lambda m: fit_unet(m, data.x_train, data.y_train, schedule, steps), "compact diffusion model")
+    return lesson_or_compact(getattr(diffusion, "load_unet", None), getattr(diffusion, "unet_path", None), data, cfg,
+                             lesson_steps, "diffusion model is lesson 05's", eval_model_path("unet", data, steps),
+                             lambda: diffusion.UNet(cfg),
+                             lambda m: fit_unet(m, data.x_train, data.y_train, schedule, steps), "compact diffusion model")
 
 
 def diffusion_sampler(model: nn.Module, schedule, n_classes: int, method: str = "ddim", ddim_steps: int = 20):
