@@ -582,8 +582,182 @@ def test_load_returns_none_with_one_sentence(tmp_path, capsys):
     assert D.load_unet(path) is None
     D.save_unet(path, _small_unet())
     cfg = D.load_unet(path, verbose=False).cfg
-    path.with_suffix(".json").write_text(json.dumps({**asdict(cfg), "emb_dim": 32}))   # weights for another size
+    path.with_suffix(".json").write_text(json.dumps({"config": {**asdict(cfg), "emb_dim": 32}}))   # another size
     assert D.load_unet(path) is None
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("No usable U-Net at") for line in lines)
     assert D.load_unet(path, verbose=False) is None and capsys.readouterr().out == ""
+
+
+# --------------------------------------------------------------------------- build exercise 1: the training step
+
+def _step(t_range=(0, None), shared_t=False, float_t=False, noise="randn", reseed=False, target="noise",
+          clean=False, zero_grad="before", optimiser_steps=1, label=None, passes=1, detach=False):
+    """A training step as a learner might write it; every keyword is one way to get it wrong."""
+    def train_step(model, opt, x0, y, schedule):
+        if reseed:
+            torch.manual_seed(0)
+        low, high = t_range[0], schedule.T if t_range[1] is None else t_range[1](schedule.T)
+        if float_t:
+            t = torch.rand(len(x0)) * schedule.T
+        elif shared_t:
+            t = torch.randint(low, high, (1,)).expand(len(x0))
+        else:
+            t = torch.randint(low, high, (len(x0),))
+        eps = {"randn": lambda: torch.randn_like(x0), "rand": lambda: torch.rand_like(x0),
+               "shared": lambda: torch.randn(1, *x0.shape[1:]).expand_as(x0)}[noise]()
+        x_noisy = x0 if clean else D.q_sample(x0, t, eps, schedule)
+        labels = y if label is None else torch.full_like(y, label)
+        for _ in range(passes):
+            pred = model(x_noisy, t, labels)
+        loss = ((pred - (x0 if target == "x0" else eps)) ** 2).mean()
+        if detach:
+            loss = torch.tensor(loss.item())
+        if zero_grad == "before":
+            opt.zero_grad()
+        loss.backward()
+        if zero_grad == "after":
+            opt.zero_grad()
+        for _ in range(optimiser_steps):
+            opt.step()
+        return loss.detach()
+    return train_step
+
+
+def _step_inline(model, opt, x0, y, schedule):   # the loss written out, opt.zero_grad without set_to_none, a float
+    t = torch.randint(schedule.T, size=(x0.shape[0],), device=x0.device)
+    noise = torch.randn(x0.shape, device=x0.device)
+    ab = schedule.alpha_bars[t][:, None, None, None]
+    loss = torch.nn.functional.mse_loss(model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t, y), noise)
+    opt.zero_grad(set_to_none=False)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("fn", [D.train_step, in_float64(D.train_step), _step(), _step_inline])
+def test_train_step_check_accepts_correct_steps(fn, capsys):
+    passes(utils.checks.check_train_step, fn, capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (_step(t_range=(1, lambda T: T + 1)), CD.STEP_T_OUT_OF_RANGE),     # the paper's 1..T
+    (_step(t_range=(1, None)), CD.STEP_T_NEVER_ZERO),
+    (_step(t_range=(0, lambda T: T - 1)), CD.STEP_T_NEVER_LAST),
+    (_step(shared_t=True), CD.STEP_T_SHARED),
+    (_step(float_t=True), CD.STEP_T_NOT_INTEGER),
+    (_step(noise="rand"), CD.STEP_NOISE_NOT_GAUSSIAN),
+    (_step(noise="shared"), CD.STEP_NOISE_SHARED),
+    (_step(reseed=True), CD.STEP_NOISE_REUSED),
+    (_step(target="x0"), CD.STEP_X0_TARGET),
+    (_step(clean=True), CD.STEP_CLEAN_INPUT),
+    (_step(label=10), CD.STEP_LABELS),
+    (_step(passes=2), CD.STEP_TWO_PASSES),
+    (_step(detach=True), CD.STEP_DETACHED),
+    (_step(zero_grad=None), CD.STEP_STALE_GRADIENTS),
+    (_step(zero_grad="after"), CD.STEP_NO_UPDATE),
+    (_step(optimiser_steps=0), CD.STEP_NO_UPDATE),
+    (_step(optimiser_steps=2), CD.STEP_WRONG_UPDATE),
+], ids=lambda v: getattr(v, "__name__", None) or str(v)[:30])
+def test_train_step_mistakes_are_named(fn, hint, capsys):
+    fails_with(utils.checks.check_train_step, fn, capsys, hint)
+
+
+def test_train_step_check_names_a_step_that_stops_learning(capsys):
+    calls = []
+
+    def ascends_later(model, opt, x0, y, schedule):   # right the first times, then climbs the loss
+        calls.append(1)
+        loss = D.train_step(model, opt, x0, y, schedule)
+        if len(calls) > 3:
+            for p in model.parameters():
+                p.data += 4 * opt.lr * p.grad if p.grad is not None else 0
+        return loss
+
+    fails_with(utils.checks.check_train_step, ascends_later, capsys, CD.STEP_NOT_LEARNING)
+
+
+def test_train_step_lowers_the_loss_of_a_real_unet():
+    torch.manual_seed(0)
+    model, s = _small_unet(image_size=8), D.linear_schedule(50)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x0, y = torch.rand(32, 1, 8, 8) * 2 - 1, torch.randint(0, 10, (32,))
+    losses = [float(D.train_step(model, opt, x0, y, s)) for _ in range(40)]
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
+
+
+# --------------------------------------------------------------------------- build exercise 2: the DDIM loop
+
+def _ddim(first=lambda T: T - 1, last=0, extra_steps=0, upwards=False, fixed_w=None, eta=False, clamp=True,
+          final="one", nxt="visited", current="t", swapped=False, pixels=False, keep_eps=False):
+    """A DDIM sampler as a learner might write it; every keyword is one way to get it wrong."""
+    @torch.no_grad()
+    def sample_ddim(model, y, schedule, steps=50, w=1.0, seed=0):
+        x = D.start_noise(model, y, torch.Generator().manual_seed(seed))
+        ts = torch.linspace(first(schedule.T), last, steps + extra_steps).round().long().tolist()
+        ts = ts[::-1] if upwards else ts
+        for i, t in enumerate(ts):
+            ab = {"t": schedule.alpha_bars[t], "t-1": schedule.alpha_bars[t - 1], "prev": schedule.alpha_bars_prev[t]}[current]
+            if i + 1 < len(ts):
+                ab_next = {"visited": schedule.alpha_bars[ts[i + 1]], "consecutive": schedule.alpha_bars[t - 1],
+                           "prev": schedule.alpha_bars_prev[ts[i + 1]]}[nxt]
+            else:
+                ab_next = torch.tensor(1.0) if final == "one" else schedule.alpha_bars[0]
+            eps = D.predict_eps(model, x, t, y, w if fixed_w is None else fixed_w)
+            x0_hat = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+            if clamp:
+                x0_hat = x0_hat.clamp(-1, 1)
+                if not keep_eps:
+                    eps = (x - ab.sqrt() * x0_hat) / (1 - ab).sqrt()
+            a, b = (eps, x0_hat) if swapped else (x0_hat, eps)
+            x = ab_next.sqrt() * a + (1 - ab_next).sqrt() * b
+            if eta and i + 1 < len(ts):
+                x = x + 0.1 * torch.randn_like(x)
+        return D.to_pixels(x) if pixels else x
+    return sample_ddim
+
+
+@pytest.mark.parametrize("fn", [D.sample_ddim, in_float64(D.sample_ddim), _ddim(), _ddim(keep_eps=True)])
+def test_sample_ddim_check_accepts_correct_samplers(fn, capsys):
+    passes(utils.checks.check_sample_ddim, fn, capsys)
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (_ddim(first=lambda T: T), CD.DDIM_STEPS_PAST_END),
+    (_ddim(last=1), CD.DDIM_WRONG_STEPS),
+    (_ddim(upwards=True), CD.DDIM_UPWARDS),
+    (_ddim(extra_steps=1), CD.DDIM_CALLS),
+    (_ddim(fixed_w=1.0), CD.DDIM_IGNORES_W),
+    (_ddim(eta=True), CD.DDIM_NOT_DETERMINISTIC),
+    (_ddim(clamp=False), CD.DDIM_NO_CLAMP),
+    (_ddim(final="alpha_bar_0"), CD.DDIM_LAST_NOISY),
+    (_ddim(nxt="consecutive"), CD.DDIM_NEXT_CONSECUTIVE),
+    (_ddim(nxt="prev"), CD.DDIM_NEXT_OFF_BY_ONE),
+    (_ddim(current="t-1"), CD.DDIM_CURRENT_OFF_BY_ONE),
+    (_ddim(current="prev"), CD.DDIM_NOT_FINITE),
+    (_ddim(swapped=True), CD.DDIM_SWAPPED),
+    (_ddim(pixels=True), CD.DDIM_PIXELS),
+], ids=lambda v: str(v)[:30])
+def test_sample_ddim_mistakes_are_named(fn, hint, capsys):
+    fails_with(utils.checks.check_sample_ddim, fn, capsys, hint)
+
+
+def test_new_checks_run_in_under_a_second_on_their_first_call(capsys):
+    import time
+    for check in (utils.checks.check_train_step, utils.checks.check_sample_ddim):
+        start = time.perf_counter()
+        check(check.reference())
+        assert time.perf_counter() - start < 1.0
+    capsys.readouterr()
+
+
+def test_save_keeps_the_schedule_for_sampling(tmp_path):
+    path, model = tmp_path / "unet.pt", _small_unet(image_size=8)
+    assert D.save_unet(path, model, D.make_schedule("cosine", 40))
+    loaded = D.load_unet(path)
+    assert loaded.schedule.name == "cosine" and loaded.schedule.T == 40
+    assert torch.equal(loaded.schedule.betas, D.make_schedule("cosine", 40).betas)
+    assert D.save_unet(path, model, D.make_schedule("cosine", 40)) is False
+    assert D.save_unet(path, model, D.make_schedule("linear", 40)) is True   # another schedule: rewritten
+    assert D.load_unet(path).schedule.name == "linear"
+    assert D.save_unet(path, model) is True and D.load_unet(path).schedule is None

@@ -17,8 +17,9 @@ Guidance: eps = eps_uncond + w (eps_cond - eps_uncond), so w = 0 ignores the lab
 plain conditional model.
 
 The model is a small class-conditional U-Net (``UNet``, configured by ``UNetConfig``); label
-``cfg.n_classes`` means "no label". Lesson 05 saves its trained (EMA) U-Net with ``save_unet`` at
-``unet_path(data, cfg, steps)``; later lessons load it with ``load_unet`` and sample with ``sample_ddim``.
+``cfg.n_classes`` means "no label". Lesson 05 saves its trained (EMA) U-Net and its schedule with
+``save_unet`` at ``unet_path(data, cfg, steps)``; later lessons load it with ``load_unet`` and sample with
+``sample_ddim(model, y, model.schedule, steps=50)``.
 """
 from __future__ import annotations
 
@@ -146,6 +147,19 @@ def reverse_noise_scale(schedule: Schedule, t: int, variance: str = "beta") -> t
     raise ValueError(f"variance must be 'beta' or 'posterior', not {variance!r}.")
 
 
+def train_step(model, opt, x0: torch.Tensor, y: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """One training step on a batch of clean images x0 (B, C, H, W) in [-1, 1] with labels y (B,):
+    a random step t in 0..T-1 and fresh noise for each image, the loss, one optimiser step.
+    Returns the loss (detached)."""
+    t = torch.randint(0, schedule.T, (len(x0),), device=x0.device)   # (B,): one step per image
+    noise = torch.randn_like(x0)                                    # (B, C, H, W): fresh every call
+    loss = diffusion_loss(model, x0, t, noise, y, schedule)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
     """Classifier-free guidance: start from the unconditional estimate and move w times along
     the direction the label adds."""
@@ -270,20 +284,18 @@ def sample_ddpm(model, y: torch.Tensor, schedule: Schedule, w: float = 1.0, seed
 
 
 @torch.no_grad()
-def sample_ddim(model, y: torch.Tensor, schedule: Schedule, steps: int = 50, w: float = 1.0, seed: int = 0,
-                record=None) -> torch.Tensor:
-    """Deterministic DDIM: jump between a few timesteps, through the predicted clean image. Images in [-1, 1]."""
-    x = start_noise(model, y, torch.Generator(device="cpu").manual_seed(seed))   # x_T
-    ts = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()     # step indices, e.g. 499, 489, ..., 0
+def sample_ddim(model, y: torch.Tensor, schedule: Schedule, steps: int = 50, w: float = 1.0, seed: int = 0) -> torch.Tensor:
+    """Deterministic DDIM: ``steps`` jumps from x_T to x_0 through the predicted clean image, visiting the
+    steps ``torch.linspace(T - 1, 0, steps)`` rounded (T-1 first, 0 last). Images in [-1, 1]."""
+    x = start_noise(model, y, torch.Generator(device="cpu").manual_seed(seed))   # x_T: (B, C, H, W)
+    ts = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()     # e.g. 499, 489, ..., 0
     for i, t in enumerate(ts):                                                # x is x_{t+1}
         ab = schedule.alpha_bars[t]
-        ab_prev = schedule.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(ab)
+        ab_next = schedule.alpha_bars[ts[i + 1]] if i + 1 < len(ts) else torch.ones_like(ab)   # 1: x_0 is clean
         eps = predict_eps(model, x, t, y, w)
         x0_hat = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)    # where the model thinks we go
         eps = (x - ab.sqrt() * x0_hat) / (1 - ab).sqrt()                     # the noise consistent with it
-        x = ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * eps              # x_{s+1} for the next s, no new noise
-        if record is not None:
-            record.append((f"x_{ts[i + 1] + 1 if i + 1 < len(ts) else 0} (jump {i + 1}/{steps})", x.cpu()))
+        x = ab_next.sqrt() * x0_hat + (1 - ab_next).sqrt() * eps              # the next x_{s+1}, no new noise
     return x
 
 
@@ -298,36 +310,46 @@ def unet_path(data, cfg: UNetConfig, steps: int) -> Path:
     return Path(DATA_DIR) / "models" / f"unet-{slug}-n{len(data.x_train)}-c{width}-e{cfg.emb_dim}-steps{steps}.pt"
 
 
-def save_unet(path, model: UNet) -> bool:
-    """Weights to ``path`` (a state dict, for torch.load(weights_only=True)) and the config beside it (.json).
+def save_unet(path, model: UNet, schedule: Schedule | None = None) -> bool:
+    """Weights to ``path`` (a state dict, for torch.load(weights_only=True)) and, beside it as ``.json``, the
+    config and the noise schedule it was trained with (its name and T), which sampling needs.
 
-    An existing file that loads with the same config is kept (returns False); a missing, damaged or
-    mismatched one is written (returns True), each file to a ``.part`` first and then renamed, so an
-    interrupted run never leaves a half-written file.
+    An existing file that loads with the same config and schedule is kept (returns False); a missing,
+    damaged or mismatched one is written (returns True), each file to a ``.part`` first and then renamed,
+    so an interrupted run never leaves a half-written file.
     """
     path = Path(path)
+    meta = {"config": asdict(model.cfg),
+            "schedule": None if schedule is None else {"name": schedule.name, "T": schedule.T}}
     found = load_unet(path, verbose=False)
-    if found is not None and found.cfg == model.cfg:
+    if found is not None and found.cfg == model.cfg and _schedule_meta(found.schedule) == meta["schedule"]:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     weights, config = path.with_name(path.name + ".part"), path.with_name(path.stem + ".json.part")
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    config.write_text(json.dumps(asdict(model.cfg), indent=1) + "\n")
+    config.write_text(json.dumps(meta, indent=1) + "\n")
     config.replace(path.with_suffix(".json"))
     weights.replace(path)
     return True
 
 
+def _schedule_meta(schedule: Schedule | None):
+    return None if schedule is None else {"name": schedule.name, "T": schedule.T}
+
+
 def load_unet(path, verbose: bool = True) -> UNet | None:
-    """The U-Net saved by ``save_unet``, on the CPU in eval mode; None, with one sentence, when the files
-    are missing, damaged or do not match (the caller trains afresh)."""
+    """The U-Net saved by ``save_unet``, on the CPU in eval mode, with ``.schedule`` the noise schedule it
+    was trained with (None when it was saved without one); None, with one sentence, when the files are
+    missing, damaged or do not match (the caller trains afresh)."""
     path = Path(path)
     try:
         if not path.is_file():
             raise FileNotFoundError("no such file")
-        cfg = UNetConfig(**json.loads(path.with_suffix(".json").read_text()))
-        model = UNet(cfg)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        model = UNet(UNetConfig(**meta["config"]))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        saved = meta.get("schedule")
+        model.schedule = None if saved is None else make_schedule(saved["name"], int(saved["T"]))
     except Exception as exc:   # missing, truncated, foreign or stale files
         if verbose:
             print(f"No usable U-Net at {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).")
