@@ -28,6 +28,9 @@ LESSON_SLUGS = {
     "07": "evaluation",
     "08": "objectives",
 }
+# Translated editions that are complete and built (translations/<lang>/, solutions/<lang>/, lessons/<lang>/).
+# A language joins once every lesson has its translation: from then on `course check` fails on any gap or drift.
+EDITIONS: dict[str, str] = {}
 METADATA_KEY = "genai"  # notebook metadata the build stamps: {"lesson": "03", "slug": "vae"}
 
 

@@ -32,7 +32,7 @@ from .notebook import has_tag, read_notebook, set_source, source_text
 TRANSLATIONS = config.ROOT / "translations"
 MARKER = re.compile(r"^@@@ cell (?P<id>\S+) (?P<kind>markdown|code) en=(?P<hash>[0-9a-f]{12})\s*$")
 LANGUAGE_ENV = "GENAI_LANG"
-NAMES = {"id": "Bahasa Indonesia"}
+NAMES = {"id": "Bahasa Indonesia"}  # a language's name, for messages (config.EDITIONS declares what is built)
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def load_entries(stem: str, lang: str) -> dict[str, Entry] | None:
 
 
 def languages() -> list[str]:
-    """The editions that exist: one folder per language under ``translations/``."""
-    return sorted(p.name for p in TRANSLATIONS.iterdir() if p.is_dir()) if TRANSLATIONS.is_dir() else []
+    """The editions the build writes and the check holds to: those declared in ``config.EDITIONS``."""
+    return sorted(config.EDITIONS)
 
 
 def problems(lang: str, solutions: list[Path] | None = None) -> list[str]:

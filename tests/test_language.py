@@ -14,13 +14,19 @@ from utils.checks import core
 def catalogue(tmp_path, monkeypatch):
     monkeypatch.setattr(language, "CATALOGUE_DIR", tmp_path)
     language.catalogue.cache_clear()
-    (tmp_path / "xx.json").write_text(json.dumps({
+    language._patterns.cache_clear()
+    (tmp_path / "xx").mkdir()
+    (tmp_path / "xx" / "core.json").write_text(json.dumps({
         "the values are off": "nilainya meleset",
         "the values are off (largest difference": "nilainya meleset (selisih terbesar",
+    }), encoding="utf-8")
+    (tmp_path / "xx" / "demo.json").write_text(json.dumps({
         "correct": "benar",
+        "your function changed its input `{}` in place": "fungsimu mengubah masukan `{}` di tempat",
     }), encoding="utf-8")
     yield tmp_path
     language.catalogue.cache_clear()
+    language._patterns.cache_clear()
 
 
 def test_english_is_the_default_and_untouched(catalogue, monkeypatch):
@@ -36,8 +42,15 @@ def test_catalogued_texts_are_replaced_longest_first(catalogue, monkeypatch):
     assert language.translate("nothing known here") == "nothing known here"
 
 
+def test_a_template_entry_carries_the_text_it_matched(catalogue, monkeypatch):
+    monkeypatch.setenv(language.LANGUAGE_ENV, "xx")
+    assert (language.translate("your function changed its input `logvar` in place, so")
+            == "fungsimu mengubah masukan `logvar` di tempat, so")
+
+
 def test_a_missing_or_broken_catalogue_leaves_english(catalogue, monkeypatch):
-    (catalogue / "yy.json").write_text("{not json", encoding="utf-8")
+    (catalogue / "yy").mkdir()
+    (catalogue / "yy" / "core.json").write_text("{not json", encoding="utf-8")
     for lang in ("yy", "zz"):
         monkeypatch.setenv(language.LANGUAGE_ENV, lang)
         assert language.translate("the values are off") == "the values are off"
@@ -69,3 +82,38 @@ def test_a_quiz_file_in_the_learners_language_is_preferred(tmp_path, monkeypatch
     assert utils.quiz.load("99")[0].question == "Which?"
     monkeypatch.setenv(language.LANGUAGE_ENV, "zz")  # no edition of that quiz: English
     assert utils.quiz.load("99")[0].question == "Which?"
+
+
+def english_messages() -> dict[str, str]:
+    """Every fixed English text a check can print: module-level hint constants (and their stronger
+    hints), SECOND_HINTS, and core's own sentences; name -> text."""
+    import importlib
+    import pkgutil
+
+    found = {}
+    for info in pkgutil.iter_modules(utils.checks.__path__):
+        module = importlib.import_module(f"utils.checks.{info.name}")
+        for name, value in vars(module).items():
+            if name.isupper() and not name.startswith("_") and isinstance(value, str) and value.strip():
+                if module is not core and vars(core).get(name) is value:
+                    continue  # core's constants imported elsewhere are counted once, under core
+                found[f"{info.name}.{name}"] = str(value)
+                if getattr(value, "more", ""):
+                    found[f"{info.name}.{name}.more"] = value.more
+        for exercise, text in getattr(module, "SECOND_HINTS", {}).items():
+            found[f"{info.name}.SECOND_HINTS[{exercise}]"] = text
+    return found
+
+
+def test_the_message_collector_finds_hints_and_stronger_hints():
+    messages = english_messages()
+    assert messages["core.VALUES_OFF"] == core.VALUES_OFF
+    assert any(key.endswith(".more") for key in messages) and any("SECOND_HINTS" in key for key in messages)
+
+
+@pytest.mark.parametrize("lang", sorted(__import__("course.config", fromlist=["EDITIONS"]).EDITIONS))
+def test_every_message_has_an_entry_in_each_edition(lang):
+    language.catalogue.cache_clear()
+    entries = language.catalogue(lang)
+    missing = [key for key, text in english_messages().items() if text not in entries]
+    assert not missing, f"{len(missing)} message(s) have no {lang} entry in utils/messages/{lang}/, e.g. {missing[0]}"

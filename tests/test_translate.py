@@ -27,6 +27,7 @@ def edition(tmp_path, monkeypatch):
     shutil.copy(LESSON, solution)
     monkeypatch.setattr(translate, "TRANSLATIONS", tmp_path / "translations")
     monkeypatch.setattr(config, "SOLUTIONS", solution.parent)
+    monkeypatch.setattr(config, "EDITIONS", {"id": "Bahasa Indonesia"})
     todo = translate.parse(translate.worklist(LESSON.stem, "id"))
     cells = {c["id"]: c for c in read_notebook(solution)["cells"]}
     entries = [translate.Entry(e.cell_id, e.kind, e.english_hash, fake_translation(cells[e.cell_id])) for e in todo.values()]
@@ -131,3 +132,24 @@ def test_the_build_writes_both_editions_with_translated_prose_and_the_same_code(
     assert plain_code and all(source_text(e) == source_text(t) for e, t in plain_code)
     stubs = [c for c in edition_lesson["cells"] if config.EXERCISE_TAG in c["metadata"].get("tags", [])]
     assert stubs and all(config.BEGIN_SOLUTION not in source_text(c) for c in stubs)  # answers removed there too
+
+
+def test_an_undeclared_language_is_neither_built_nor_checked(edition, monkeypatch, tmp_path):
+    solution, _ = edition
+    monkeypatch.setattr(config, "EDITIONS", {})
+    monkeypatch.setattr(config, "solution_paths", lambda: [solution])
+    monkeypatch.setattr(config, "LESSONS", tmp_path / "lessons")
+    assert not any("/id/" in str(path) for path in build.expected_notebooks())
+
+
+def test_ci_runs_one_edition_lesson_a_day_in_turn():
+    import datetime
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest", config.ROOT / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    day = datetime.date(2026, 12, 7)
+    picks = [root_conftest.sampled_lesson(["03", "01", "02"], day + datetime.timedelta(days=k)) for k in range(3)]
+    assert sorted(picks) == ["01", "02", "03"]  # three days, three different lessons
+    assert root_conftest.sampled_lesson([], day) == ""
