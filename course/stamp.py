@@ -39,6 +39,13 @@ def badges_source(folder: str, name: str) -> str:
     return BADGES_TEMPLATE.format(repo=REPO, branch=BRANCH, folder=folder, name=name)
 
 
+def glossary_line(folder: str) -> str:
+    """Every lesson links the bilingual glossary (an absolute address, so it works on Colab and Kaggle too)."""
+    label = ("Glosarium istilah (Inggris–Indonesia)" if folder.endswith("/id")
+             else "Glossary of terms (English–Indonesian)")
+    return f"📖 [{label}](https://github.com/{REPO}/blob/{BRANCH}/docs/GLOSSARY.md)"
+
+
 def lesson_metadata(name: str) -> dict:
     """What the notebook says about itself, so tools identify a lesson even when the file is renamed."""
     number = name[:2]
@@ -56,7 +63,7 @@ def stamp(nb: dict, folder: str, name: str) -> dict:
     title_at = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
     badges = {"cell_type": "markdown", "id": old.get(BADGES_TAG, {}).get("id", "badges"),
               "metadata": {"tags": [BADGES_TAG]}, "source": []}
-    set_source(badges, badges_source(folder, name))
+    set_source(badges, badges_source(folder, name) + "\n\n" + glossary_line(folder))
     setup = {"cell_type": "code", "id": old.get(SETUP_TAG, {}).get("id", "setup"),
              "metadata": json.loads(json.dumps(SETUP_METADATA)), "source": [], "outputs": [], "execution_count": None}
     set_source(setup, setup_source())

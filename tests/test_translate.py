@@ -123,7 +123,9 @@ def test_the_build_writes_both_editions_with_translated_prose_and_the_same_code(
         text = source_text(setup)
         assert text.startswith("# @title") and f'os.environ["{translate.LANGUAGE_ENV}"] = "id"' in text
         badges = next(c for c in nb["cells"] if config.BADGES_TAG in c["metadata"].get("tags", []))
-        assert "/id/" in source_text(badges)
+        assert "/id/" in source_text(badges) and "Glosarium" in source_text(badges) and "GLOSSARY.md" in source_text(badges)
+    english_badges = next(c for c in english["cells"] if config.BADGES_TAG in c["metadata"].get("tags", []))
+    assert "Glossary of terms" in source_text(english_badges) and "GLOSSARY.md" in source_text(english_badges)
     pairs = list(zip(english["cells"], edition_solution["cells"]))
     prose = [(e, t) for e, t in pairs if e["cell_type"] == "markdown" and e["id"] != "badges"]
     assert prose and all(source_text(t) == "[id] " + source_text(e) for e, t in prose)
