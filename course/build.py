@@ -7,7 +7,7 @@ from . import config
 from .lesson import make_lesson
 from .nbgrader import mark
 from .notebook import dumps_notebook, has_outputs, read_notebook, strip_outputs
-from .readme import expected_readme
+from .readme import expected_readmes
 from .stamp import stamp
 from . import translate
 
@@ -36,11 +36,10 @@ def expected_notebooks() -> dict[Path, str]:
 
 def build() -> int:
     config.LESSONS.mkdir(exist_ok=True)
-    readme_path = config.ROOT / "README.md"
-    readme = expected_readme()
-    if readme is not None and readme != readme_path.read_text(encoding="utf-8"):
-        readme_path.write_text(readme, encoding="utf-8")
-        print("wrote README.md (lesson table)")
+    for readme_path, readme in expected_readmes().items():
+        if readme != readme_path.read_text(encoding="utf-8"):
+            readme_path.write_text(readme, encoding="utf-8")
+            print(f"wrote {readme_path.name} (lesson table)")
     written = 0
     for path, text in expected_notebooks().items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -71,9 +70,9 @@ def problems() -> list[str]:
             found += [f"{p.relative_to(config.ROOT)} has no English source: editions are generated from solutions/."
                       for p in sorted(folder.glob("*.ipynb")) if p not in expected]
         found += translate.problems(lang)
-    readme = expected_readme()
-    if readme is not None and readme != (config.ROOT / "README.md").read_text(encoding="utf-8"):
-        found.append("README.md's lesson table is stale: run `make build`.")
+    for readme_path, readme in expected_readmes().items():
+        if readme != readme_path.read_text(encoding="utf-8"):
+            found.append(f"{readme_path.name}'s lesson table is stale: run `make build`.")
     return found
 
 

@@ -13,8 +13,8 @@ LESSON = config.solution_paths()[0]
 def fake_translation(cell) -> str:
     """A stand-in translation that changes only what a translator may change."""
     text = source_text(cell)
-    if cell["cell_type"] == "markdown":
-        return "[id] " + text
+    if cell["cell_type"] == "markdown":  # a title "# 01 · Name" keeps its number: "# 01 · [id] Name"
+        return text.replace("· ", "· [id] ", 1) if text.startswith("# ") else "[id] " + text
     return "\n".join(line.replace("# ", "# [id] ", 1) if line.lstrip().startswith("# ") else line
                      for line in text.splitlines())
 
@@ -128,7 +128,7 @@ def test_the_build_writes_both_editions_with_translated_prose_and_the_same_code(
     assert "Glossary of terms" in source_text(english_badges) and "GLOSSARY.md" in source_text(english_badges)
     pairs = list(zip(english["cells"], edition_solution["cells"]))
     prose = [(e, t) for e, t in pairs if e["cell_type"] == "markdown" and e["id"] != "badges"]
-    assert prose and all(source_text(t) == "[id] " + source_text(e) for e, t in prose)
+    assert prose and all(source_text(t) == fake_translation(e) for e, t in prose)
     plain_code = [(e, t) for e, t in pairs if e["cell_type"] == "code" and config.SETUP_TAG not in e["metadata"].get("tags", [])
                   and config.BEGIN_SOLUTION not in source_text(e)]
     assert plain_code and all(source_text(e) == source_text(t) for e, t in plain_code)
@@ -155,3 +155,16 @@ def test_ci_runs_one_edition_lesson_a_day_in_turn():
     picks = [root_conftest.sampled_lesson(["03", "01", "02"], day + datetime.timedelta(days=k)) for k in range(3)]
     assert sorted(picks) == ["01", "02", "03"]  # three days, three different lessons
     assert root_conftest.sampled_lesson([], day) == ""
+
+
+def test_the_edition_has_its_own_lesson_table_with_translated_titles_and_badges(edition, monkeypatch):
+    from course import readme
+
+    solution, _ = edition
+    monkeypatch.setattr(config, "solution_paths", lambda: [solution])
+    table = readme.lesson_table("id")
+    assert f"lessons/id/{solution.name}" in table and "colab.research.google.com" in table
+    assert "| 01 | [id] Discriminative" in table and "pelajaran" in table.splitlines()[0]
+    text = f"intro\n{readme.edition_start('id')}\n{readme.edition_end('id')}\nrest"
+    assert readme.lesson_table("id") in readme.replace_block(text, readme.edition_start("id"), readme.edition_end("id"),
+                                                              readme.lesson_table("id"))
