@@ -183,7 +183,8 @@ def test_postprocessing_keeps_flat_images_and_the_pixel_range():
     spike = torch.zeros(1, 1, 5, 5)
     spike[..., 2, 2] = 1.0
     assert ev.blur(spike)[..., 2, 2].item() == pytest.approx(0.25)                     # 4 / 16
-    assert set(ev.POSTPROCESSING) == {"blur", "noise", "down-up"}
+    assert ev.threshold(torch.tensor([0.2, 0.5, 0.7])).tolist() == [0.0, 0.0, 1.0]
+    assert set(ev.POSTPROCESSING) == {"blur", "noise", "down-up", "black and white"}
 
 
 def test_a_detector_learns_to_tell_bright_from_dark_and_the_matrix_has_every_pair():

@@ -620,7 +620,12 @@ def down_up(x: torch.Tensor, generator=None, factor: int = 2) -> torch.Tensor:
     return F.interpolate(F.avg_pool2d(x, factor), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-POSTPROCESSING = {"blur": blur, "noise": add_noise, "down-up": down_up}
+def threshold(x: torch.Tensor, generator=None, level: float = 0.5) -> torch.Tensor:
+    """Black and white: every pixel above ``level`` becomes 1, the rest 0 (a scan, a fax, a sticker)."""
+    return (x > level).to(x.dtype)
+
+
+POSTPROCESSING = {"blur": blur, "noise": add_noise, "down-up": down_up, "black and white": threshold}
 
 
 def generalisation_matrix(detectors: dict, real_test: torch.Tensor, fakes_test: dict, auc=detector_auc) -> dict:
