@@ -37,7 +37,7 @@ def hint(exercise: str) -> None:
     name = getattr(exercise, "exercise", None) or getattr(exercise, "__name__", exercise)  # a check, your function, or a name
     check = CHECKS.get(name)
     if check is None:
-        print(f"There is no exercise named {exercise!r}; the exercises are: {', '.join(sorted(CHECKS))}.")
+        print(translate(f"There is no exercise named {exercise!r}; the exercises are: {', '.join(sorted(CHECKS))}."))
         return
     print(translate(check.stronger_hint()))
 
