@@ -296,7 +296,7 @@ class ExerciseCheck:
         if status == PASSED:
             return f"{self.exercise} already passes. In general: {general}"
         if status == FAILED and more:
-            return f"{self.exercise}, your last try ({message.rstrip('.')}): {more}"
+            return f"{self.exercise}, your last try ({translate(message).rstrip('.')}): {more}"  # whole, then cut
         return f"{self.exercise}: {general}"
 
     def __call__(self, fn, *args, _fallback: str = "", **kwargs) -> bool:
