@@ -30,7 +30,7 @@ LESSON_SLUGS = {
 }
 # Translated editions that are complete and built (translations/<lang>/, solutions/<lang>/, lessons/<lang>/).
 # A language joins once every lesson has its translation: from then on `course check` fails on any gap or drift.
-EDITIONS: dict[str, str] = {}
+EDITIONS: dict[str, str] = {"id": "Bahasa Indonesia"}
 METADATA_KEY = "genai"  # notebook metadata the build stamps: {"lesson": "03", "slug": "vae"}
 
 

@@ -117,3 +117,32 @@ def test_every_message_has_an_entry_in_each_edition(lang):
     entries = language.catalogue(lang)
     missing = [key for key, text in english_messages().items() if text not in entries]
     assert not missing, f"{len(missing)} message(s) have no {lang} entry in utils/messages/{lang}/, e.g. {missing[0]}"
+
+
+@pytest.mark.parametrize("lang", sorted(__import__("course.config", fromlist=["EDITIONS"]).EDITIONS))
+def test_each_edition_has_every_quiz_with_the_same_questions_and_answers(lang):
+    english_files = sorted(utils.quiz.QUIZ_DIR.glob("*.json"))
+    assert english_files
+    for path in english_files:
+        edition = utils.quiz.QUIZ_DIR / lang / path.name
+        assert edition.exists(), f"quizzes/{lang}/{path.name} is missing"
+        data = json.loads(edition.read_text(encoding="utf-8"))
+        assert utils.quiz.problems(data) == []
+        english = json.loads(path.read_text(encoding="utf-8"))
+        shape = lambda d: [(q["id"], q["kind"], [c["correct"] for c in q["choices"]]) for q in d["questions"]]  # noqa: E731
+        assert shape(data) == shape(english), f"quizzes/{lang}/{path.name} differs from the English in ids or answers"
+        assert data["questions"][0]["question"] != english["questions"][0]["question"], "not translated"
+
+
+def test_a_real_check_speaks_indonesian_in_the_indonesian_edition(monkeypatch, capsys):
+    from utils.checks import vae as vae_checks
+
+    monkeypatch.setenv(language.LANGUAGE_ENV, "id")
+    language.catalogue.cache_clear()
+    language._patterns.cache_clear()
+    wrong = lambda mu, logvar: mu + logvar * torch.randn_like(mu)  # noqa: E731  (logvar used as the std)
+    assert not utils.checks.check_reparameterize(wrong)
+    line = capsys.readouterr().out
+    english = [str(v) for k, v in vars(vae_checks).items() if k.isupper() and isinstance(v, str) and str(v) in line]
+    assert not english, f"an English hint in the Indonesian edition: {english[0]!r}"
+    assert language.translate("the values are off", "id") != "the values are off"
