@@ -92,6 +92,14 @@ WRONG = {
                            "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)\n"
                            "self.weights = None\nreturn self.drop(self.proj(y.reshape(B, T, C)))",
     "Block": ("solution", "x = self.ln1(x + self.attn(x))\nx = self.ln2(x + self.mlp(x))\nreturn x"),  # post-norm
+    "GPT": "x = self.drop(self.tok_emb(idx))\n"  # no position embeddings
+           "for block in self.blocks:\n    x = block(x)\n"
+           "logits = self.head(self.ln_f(x))\n"
+           "if targets is None:\n    return logits, None\n"
+           "return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))",
+    "get_batch": "starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)\n"
+                 "x = torch.stack([data[s:s + block_size] for s in starts.tolist()])\n"
+                 "return x, x",  # targets not shifted
     "generate": "for _ in range(n_new):\n"  # picks the likeliest token instead of drawing one
                 "    logits, _ = model(idx[:, -model.cfg.block_size:])\n"
                 "    idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)\nreturn idx",

@@ -740,3 +740,131 @@ def test_check_generate_names_each_mistake(fn, hint, capsys):
 
 def test_generate_check_accepts_float64_models(capsys):   # generation returns token ids: float64 is the model's
     passes(T_.check_generate, lambda model, *a: gpt.generate(model.double(), *a), capsys)
+
+
+# ------------------------------------------------------------------ the GPT's forward (build exercise)
+
+def _gpt(form):
+    class Mine(gpt.GPT):
+        def forward(self, idx, targets=None):
+            B, T = idx.shape
+            pos = {"from_one": torch.arange(1, T + 1), "length": torch.arange(self.cfg.block_size)}.get(
+                form, torch.arange(T))
+            x = self.tok_emb(idx) if form == "no_pos" else self.tok_emb(idx) + self.pos_emb(pos)
+            x = x if form == "no_drop" else self.drop(x)
+            for block in self.blocks:
+                x = block(x)
+            logits = self.head(x if form == "no_ln_f" else self.ln_f(x))
+            if targets is None:
+                return logits, None
+            V = logits.size(-1)
+            if form == "shifted_again":
+                loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1))
+            elif form == "against_inputs":
+                loss = F.cross_entropy(logits.reshape(-1, V), idx.reshape(-1))
+            elif form == "sum":
+                loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="sum")
+            elif form == "per_sequence":
+                loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="sum") / B
+            elif form == "reordered":
+                loss = F.cross_entropy(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))
+            elif form == "no_reshape":
+                loss = F.cross_entropy(logits, targets)
+            elif form == "transpose_right":   # correct: classes on axis 1
+                loss = F.cross_entropy(logits.transpose(1, 2), targets)
+            else:
+                loss = F.cross_entropy(logits.view(-1, V), targets.view(-1))
+            if form == "flat":
+                return logits.view(-1, V), loss
+            if form == "no_none":
+                return logits
+            return logits, loss
+    return Mine
+
+
+class _GPT64(gpt.GPT):   # correct, computing in float64 whatever the model's dtype
+    def forward(self, idx, targets=None):
+        logits, loss = super().forward(idx, targets)
+        return logits.double(), None if loss is None else loss.double()
+
+
+@pytest.mark.parametrize("cls", [gpt.GPT, _gpt("right"), _gpt("transpose_right")])
+def test_check_gpt_accepts_correct_answers(cls, capsys):
+    passes(T_.check_GPT, cls, capsys)
+
+
+def test_check_gpt_accepts_float64_logits(capsys):
+    passes(T_.check_GPT, _GPT64, capsys)
+
+
+@pytest.mark.parametrize("form,hint", [
+    ("no_pos", T_.NO_POSITIONS), ("from_one", T_.POSITIONS_FROM_ONE), ("length", T_.POSITIONS_LENGTH),
+    ("no_ln_f", T_.NO_FINAL_LN), ("no_drop", T_.NO_EMB_DROPOUT), ("flat", T_.LOGITS_FLAT),
+    ("no_none", T_.NOT_LOGITS_AND_LOSS), ("shifted_again", T_.LOSS_SHIFTED_AGAIN),
+    ("against_inputs", T_.LOSS_AGAINST_INPUTS), ("sum", T_.LOSS_SUM), ("per_sequence", T_.LOSS_PER_SEQUENCE),
+    ("reordered", T_.LOSS_REORDERED), ("no_reshape", T_.LOSS_3D),
+])
+def test_check_gpt_names_each_mistake(form, hint, capsys):
+    fails_with(T_.check_GPT, _gpt(form), capsys, hint)
+
+
+def test_check_gpt_names_a_loss_computed_without_targets(capsys):
+    class Always(gpt.GPT):
+        def forward(self, idx, targets=None):
+            logits, _ = super().forward(idx, idx)
+            return super().forward(idx, idx if targets is None else targets)
+    fails_with(T_.check_GPT, Always, capsys, T_.LOSS_WITHOUT_TARGETS)
+
+
+# ------------------------------------------------------------------ batches of training windows (exercise)
+
+def _batch(form):
+    def get_batch(data, block_size, batch_size, generator=None):
+        high = {"past_end": len(data) - block_size + 1, "anywhere": len(data)}.get(form, len(data) - block_size)
+        starts = torch.randint(high, (batch_size,), generator=None if form == "no_generator" else generator)
+        y_starts = torch.randint(high, (batch_size,), generator=generator) if form == "two_draws" else starts
+        offsets = torch.arange(block_size)
+        shift = {"not_shifted": 0, "wrong_way": -1}.get(form, 1)
+        x = data[starts[:, None] + offsets]
+        y = data[y_starts[:, None] + offsets + shift]
+        if form == "swapped":
+            x, y = y, x
+        if form == "transposed":
+            return x.T, y.T
+        if form == "float":
+            return x.float(), y.float()
+        if form == "one_thing":
+            return torch.stack([x, y])
+        return x, y
+    return get_batch
+
+
+def _batch_one_by_one(data, block_size, batch_size, generator=None):   # correct: the same draws, one at a time
+    starts = [int(torch.randint(len(data) - block_size, (1,), generator=generator)) for _ in range(batch_size)]
+    return (torch.stack([data[s:s + block_size] for s in starts]),
+            torch.stack([data[s + 1:s + 1 + block_size] for s in starts]))
+
+
+def _batch_permuted(data, block_size, batch_size, generator=None):   # distinct starts: other draws
+    starts = torch.randperm(len(data) - block_size, generator=generator)[:batch_size].tolist()
+    return (torch.stack([data[s:s + block_size] for s in starts]),
+            torch.stack([data[s + 1:s + 1 + block_size] for s in starts]))
+
+
+@pytest.mark.parametrize("fn", [gpt.get_batch, _batch("right"), _batch_one_by_one, in_float64(gpt.get_batch)])
+def test_check_get_batch_accepts_correct_answers(fn, capsys):
+    passes(T_.check_get_batch, fn, capsys)
+
+
+@pytest.mark.parametrize("form,hint", [
+    ("not_shifted", T_.TARGETS_NOT_SHIFTED), ("wrong_way", T_.TARGETS_WRONG_WAY), ("swapped", T_.TARGETS_WRONG_WAY),
+    ("two_draws", T_.TARGETS_OTHER_WINDOW), ("past_end", T_.PAST_END), ("anywhere", T_.PAST_END),
+    ("no_generator", T_.IGNORES_GENERATOR), ("transposed", T_.BATCH_TRANSPOSED), ("float", T_.BATCH_DTYPE),
+    ("one_thing", T_.NOT_X_AND_Y),
+])
+def test_check_get_batch_names_each_mistake(form, hint, capsys):
+    fails_with(T_.check_get_batch, _batch(form), capsys, hint)
+
+
+def test_check_get_batch_names_other_draws(capsys):
+    fails_with(T_.check_get_batch, _batch_permuted, capsys, T_.OTHER_DRAWS)

@@ -12,7 +12,8 @@ from torch import nn
 
 from .core import Hint, exercise_check
 from ..gpt import (GPT, Block, CausalSelfAttention, GPTConfig, attention as _attention, causal_mask as _causal_mask,
-                   generate as _generate, next_token_probs as _next_token_probs, sample_next as _sample_next)
+                   generate as _generate, get_batch as _get_batch, next_token_probs as _next_token_probs,
+                   sample_next as _sample_next)
 
 # ------------------------------------------------------------------ hints, shared with the tests
 NO_SCALE = Hint("your weights are much sharper than they should be: with wide queries and keys, nearly all of a "
@@ -478,8 +479,13 @@ def check_Block(c, cls):
     _, loss = c.call(model, x, y)
     c.true(loss.dtype == torch.float64, "your block does not work in float64: keep the input's dtype throughout.")
     c.gradients_reach(model, loss)
+    _learns_a_batch(c, model, x, y, BLOCK_LEARN)
+
+
+def _learns_a_batch(c, model, x, y, hint):
+    """15 plain gradient steps on one fixed batch must lower the loss."""
     losses = []
-    for _ in range(15):                                        # plain gradient steps on one fixed batch
+    for _ in range(15):
         _, loss = model(x, y)
         model.zero_grad()
         loss.backward()
@@ -487,7 +493,7 @@ def check_Block(c, cls):
             for p in model.parameters():
                 p -= 0.5 * p.grad
         losses.append(loss.item())
-    c.learns(losses, BLOCK_LEARN)
+    c.learns(losses, hint)
 
 
 # ------------------------------------------------------------------ the generation loop (build exercise)
@@ -579,6 +585,221 @@ def check_generate(c, fn):
         c.true(torch.equal(out, expected), DROPOUT_WHILE_SAMPLING if training else GENERATE_HINT)
 
 
+# ------------------------------------------------------------------ the GPT's forward (build exercise)
+NO_POSITIONS = Hint("a token gets the same logits at every position: your model does not know where each token stands.",
+                    more="add the position embeddings to the token embeddings: "
+                         "x = self.tok_emb(idx) + self.pos_emb(torch.arange(T)).")
+POSITIONS_FROM_ONE = Hint("each position gets the embedding of the next one: the positions are counted from 1, "
+                          "so a window as long as block_size runs out of the table.",
+                          more="positions are 0, 1, ..., T-1: torch.arange(T, device=idx.device).")
+POSITIONS_LENGTH = Hint("windows shorter than block_size fail: the position embeddings added do not match the "
+                        "window's length.",
+                        more="embed only the T positions the window has: self.pos_emb(torch.arange(T)), with "
+                             "B, T = idx.shape.")
+NO_FINAL_LN = Hint("your logits are right in form but off in value: the stream reaches the output layer "
+                   "unnormalised.", more="apply the final LayerNorm before the head: logits = self.head(self.ln_f(x)).")
+NO_EMB_DROPOUT = Hint("in training mode, with dropout on, your forward draws other dropout masks than the reference's.",
+                      more="apply self.drop to the sum of the two embeddings, before the blocks.")
+LOGITS_FLAT = Hint("your logits come back flattened, one row per token of the whole batch.",
+                   more="return the logits as (B, T, V); flatten them only inside the loss: "
+                        "F.cross_entropy(logits.view(-1, V), targets.view(-1)).")
+LOGITS_SHAPE = Hint("one row of vocabulary scores per token, for each window of the batch.",
+                    more="the logits have shape (B, T, vocab_size).")
+NOT_LOGITS_AND_LOSS = Hint("the forward should give back two things, the logits and the loss.",
+                           more="return logits, loss; with targets=None, return logits, None.")
+LOSS_WITHOUT_TARGETS = Hint("called without targets, your forward should give back the logits and no loss.",
+                            more="if targets is None: return logits, None.")
+LOSS_NOT_SCALAR = Hint("the loss should be one number, the mean over every token of the batch.",
+                       more="F.cross_entropy averages over all B*T tokens and returns a 0-d tensor.")
+LOSS_SHIFTED_AGAIN = Hint("your loss compares position t's prediction with the target one step further on: the "
+                          "targets are shifted twice.",
+                          more="the targets from get_batch are already the next characters: compare logits[:, t] "
+                               "with targets[:, t], no slicing.")
+LOSS_AGAINST_INPUTS = Hint("your loss scores each position against its own input character, not the next one.",
+                           more="compare the logits with targets, not with idx.")
+LOSS_SUM = Hint("your loss grows with the batch size and the window length: it is a total, not a mean per character.",
+                more="average over all B*T tokens: F.cross_entropy's default reduction='mean'.")
+LOSS_PER_SEQUENCE = Hint("your loss grows with the window length: it is averaged over the windows but summed over "
+                         "the positions.", more="average over all B*T tokens at once: F.cross_entropy(logits.view(-1, V), "
+                                                "targets.view(-1)).")
+LOSS_REORDERED = Hint("your loss pairs each position's logits with the target of another position: the logits and "
+                      "the targets are flattened in different orders.",
+                      more="flatten both the same way: logits.view(-1, V) and targets.view(-1), or keep the "
+                           "(B, V, T) layout with logits.transpose(1, 2).")
+LOSS_3D = Hint("the loss fails on (B, T, V) logits: cross-entropy reads the second axis as the classes.",
+               more="flatten before the loss: F.cross_entropy(logits.view(-1, V), targets.view(-1)).")
+GPT_HINT = Hint("compare your forward with the steps above: embed tokens and positions, run the blocks, normalise, "
+                "read out.",
+                more="x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T))); x = block(x) for each block; "
+                     "logits = self.head(self.ln_f(x)).")
+GPT_LOSS_HINT = Hint("your logits are right, your loss is not.",
+                     more="loss = F.cross_entropy(logits.view(-1, V), targets.view(-1)), the mean over all tokens.")
+GPT_LEARN = Hint("a tiny GPT with your forward does not learn a fixed batch.",
+                 more="is the loss computed from the logits, and is nothing detached?")
+
+_GPT_CASES = [  # (config, B, T): T below and at block_size, tied and untied, biases on and off
+    (GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8), 3, 5),
+    (GPTConfig(vocab_size=7, block_size=6, n_layer=1, n_head=2, n_embd=12, bias=True, tie_weights=False), 2, 6),
+]
+
+
+@torch.no_grad()
+def _gpt_variant(ref: GPT, idx, positions="right", final_ln=True):
+    """The reference GPT's logits with one typical mistake (eval mode)."""
+    T = idx.size(1)
+    x = ref.tok_emb(idx)
+    if positions == "right":
+        x = x + ref.pos_emb(torch.arange(T))
+    elif positions == "from_one":
+        x = x + ref.pos_emb(torch.arange(1, T + 1))
+    for block in ref.blocks:
+        x = block(x)
+    return ref.head(ref.ln_f(x) if final_ln else x)
+
+
+def _loss_mistakes(logits, idx, targets) -> dict:
+    B, T, V = logits.shape
+    ce = torch.nn.functional.cross_entropy
+    flat = logits.reshape(-1, V)
+    return {LOSS_SHIFTED_AGAIN: ce(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1)),
+            LOSS_AGAINST_INPUTS: ce(flat, idx.reshape(-1)),
+            LOSS_SUM: ce(flat, targets.reshape(-1), reduction="sum"),
+            LOSS_PER_SEQUENCE: ce(flat, targets.reshape(-1), reduction="sum") / B,
+            LOSS_REORDERED: ce(logits.transpose(0, 1).reshape(-1, V), targets.reshape(-1))}
+
+
+def _gpt_pair(c, out):
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        c.fail(NOT_LOGITS_AND_LOSS)
+    return out
+
+
+_GPT_ERRORS = {"index out of range": POSITIONS_FROM_ONE, "must match the size of tensor": POSITIONS_LENGTH,
+               "Expected target size": LOSS_3D}
+
+
+@exercise_check
+def check_GPT(c, cls):
+    for i, (cfg, B, T) in enumerate(_GPT_CASES):
+        reference = _randomised(GPT(cfg), seed=40 + i).eval()
+        mine = c.module(cls, cfg)
+        c.same_weights(mine, reference, hint="keep the GPT's __init__; write only forward")
+        mine.eval()
+        g = torch.Generator().manual_seed(50 + i)
+        idx = torch.randint(cfg.vocab_size, (B, T), generator=g)
+        targets = torch.randint(cfg.vocab_size, (B, T), generator=g)   # not idx shifted: a wrong pairing shows
+        with torch.no_grad():
+            logits, loss = _gpt_pair(c, c.call(mine, idx, targets, error_hints=_GPT_ERRORS))
+            logits = c.shape(logits, (B, T, cfg.vocab_size), LOGITS_SHAPE,
+                             mistakes={(B * T, cfg.vocab_size): LOGITS_FLAT})
+            mistakes = {NO_POSITIONS: _gpt_variant(reference, idx, positions="none"),
+                        NO_FINAL_LN: _gpt_variant(reference, idx, final_ln=False)}
+            if T < cfg.block_size:                                  # from 1 still fits in the table
+                mistakes[POSITIONS_FROM_ONE] = _gpt_variant(reference, idx, positions="from_one")
+            c.close(logits, reference(idx)[0], mistakes=mistakes, hint=GPT_HINT)
+            loss = c.tensor(loss, "the loss")
+            c.true(loss.numel() == 1, LOSS_NOT_SCALAR)
+            ref_logits, ref_loss = reference(idx, targets)
+            c.close(loss.reshape(()), ref_loss, mistakes=_loss_mistakes(ref_logits, idx, targets), hint=GPT_LOSS_HINT)
+            out = _gpt_pair(c, c.call(mine, idx, error_hints=_GPT_ERRORS))
+            c.true(out[1] is None, LOSS_WITHOUT_TARGETS)
+            c.close(c.tensor(out[0], "the logits"), ref_logits, hint=GPT_HINT)
+
+    cfg = replace(_GPT_CASES[0][0], dropout=0.3)                  # training mode: the same dropout masks
+    reference = _randomised(GPT(cfg), seed=45).train()
+    mine = c.module(cls, cfg)
+    c.same_weights(mine, reference)
+    mine.train()
+    idx = torch.randint(cfg.vocab_size, (2, cfg.block_size), generator=torch.Generator().manual_seed(46))
+    with torch.no_grad():
+        torch.manual_seed(7)
+        logits = c.tensor(_gpt_pair(c, c.call(mine, idx))[0], "the logits")
+        torch.manual_seed(7)
+        expected = reference(idx)[0]
+        c.true(logits.shape == expected.shape and torch.allclose(logits.double(), expected.double(), atol=1e-4),
+               NO_EMB_DROPOUT)
+
+    cfg = _GPT_CASES[0][0]                                        # in float64, gradients reach, a batch is learnt
+    torch.manual_seed(0)
+    model = c.module(cls, cfg).double()
+    x = torch.randint(cfg.vocab_size, (4, cfg.block_size), generator=torch.Generator().manual_seed(1))
+    y = torch.roll(x, -1, dims=1)
+    _, loss = _gpt_pair(c, c.call(model, x, y))
+    c.true(isinstance(loss, torch.Tensor) and loss.dtype == torch.float64,
+           "your forward does not work in float64: keep the model's dtype throughout.")
+    c.gradients_reach(model, loss)
+    _learns_a_batch(c, model, x, y, GPT_LEARN)
+
+
+# ------------------------------------------------------------------ batches of training windows (exercise)
+TARGETS_NOT_SHIFTED = Hint("your targets are the inputs themselves: the model would learn to copy the character it "
+                           "already sees.", more="y is x shifted by one: y = data[s + 1 : s + 1 + block_size].")
+TARGETS_WRONG_WAY = Hint("your targets are the previous characters, not the next ones: y is shifted the wrong way.",
+                         more="x = data[s : s + block_size] and y = data[s + 1 : s + 1 + block_size].")
+TARGETS_OTHER_WINDOW = Hint("your targets do not continue your inputs: x and y come from different places in the data.",
+                            more="draw the starts once and cut both x and y from the same start s.")
+PAST_END = Hint("some windows run past the end of the data: the last start you allow leaves no room for the target.",
+                more="a start s needs s + block_size + 1 <= len(data): torch.randint(len(data) - block_size, "
+                     "(batch_size,), generator=generator).")
+IGNORES_GENERATOR = Hint("the same generator gives different batches: the starts ignore the generator you are given.",
+                         more="pass it on: torch.randint(..., generator=generator).")
+OTHER_DRAWS = Hint("with the same generator, your windows start at other places than the reference's.",
+                   more="draw all starts at once: torch.randint(len(data) - block_size, (batch_size,), "
+                        "generator=generator), and take them in order.")
+BATCH_TRANSPOSED = Hint("your batch is transposed: one column per window instead of one row.",
+                        more="stack the windows as rows: torch.stack(windows), shape (batch_size, block_size).")
+BATCH_SHAPE = Hint("x and y hold one row per window, one column per position.",
+                   more="both have shape (batch_size, block_size).")
+BATCH_DTYPE = Hint("your windows do not hold the data's own values and type: token ids must stay integers.",
+                   more="cut the windows from data itself (slicing or indexing keeps its dtype).")
+NOT_X_AND_Y = Hint("get_batch should give back two things, the inputs and the targets.", more="return x, y.")
+
+_BATCH_ERRORS = {"stack expects each tensor to be equal size": PAST_END, "out of bounds": PAST_END}
+
+
+def _windows(data, starts, T, shift=0):
+    return torch.stack([data[s + shift:s + shift + T] for s in starts.tolist()])
+
+
+def _call_get_batch(c, fn, data, T, B, seed):
+    out = c.call(fn, data, T, B, torch.Generator().manual_seed(seed), error_hints=_BATCH_ERRORS)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        c.fail(NOT_X_AND_Y)
+    x, y = (c.shape(t, (B, T), BATCH_SHAPE, mistakes={(T, B): BATCH_TRANSPOSED}) for t in out)
+    return x, y
+
+
+@exercise_check
+def check_get_batch(c, fn):
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.randperm(300, generator=g), 8, 5, 0),          # (data, block_size, batch_size, seed)
+             (torch.randperm(40, generator=g), 16, 6, 1),
+             (torch.randn(50, generator=g, dtype=torch.float64), 4, 3, 2),
+             (torch.randperm(9, generator=g), 8, 4, 3)]            # one valid start: 0
+    for data, T, B, seed in cases:
+        x, y = _call_get_batch(c, fn, data, T, B, seed)
+        same = data.is_floating_point() == x.is_floating_point() == y.is_floating_point()
+        c.true(same and (data.is_floating_point() or x.dtype == y.dtype == data.dtype), BATCH_DTYPE)
+        xd, yd = x.double(), y.double()
+        if torch.equal(xd, yd):
+            c.fail(TARGETS_NOT_SHIFTED)
+        if torch.equal(yd[:, 1:], xd[:, :-1]):
+            c.fail(TARGETS_WRONG_WAY)
+        if not torch.equal(yd[:, :-1], xd[:, 1:]):
+            c.fail(TARGETS_OTHER_WINDOW)
+        expected_x, expected_y = _get_batch(data, T, B, torch.Generator().manual_seed(seed))
+        mistakes = {IGNORES_GENERATOR: lambda out: not torch.equal(
+            out, _call_get_batch(c, fn, data, T, B, seed)[0].to(out.dtype))}
+        past_end = []                                  # the starts drawn from a range that runs past the end
+        for high in (len(data) - T + 1, len(data)):
+            starts = torch.randint(high, (B,), generator=torch.Generator().manual_seed(seed))
+            if int(starts.max()) + T <= len(data):
+                past_end.append(_windows(data, starts, T).double())
+        mistakes[PAST_END] = lambda out: any(torch.allclose(out.double(), w) for w in past_end)
+        c.close(x, expected_x, mistakes=mistakes, hint=OTHER_DRAWS, atol=0, rtol=0)
+        c.close(y, expected_y, hint=OTHER_DRAWS, atol=0, rtol=0)
+
+
 SECOND_HINTS = {
     "attention": "scores = q @ k.transpose(-2, -1) / sqrt(q.size(-1)); where the mask is False, fill the scores with "
                  "-inf (before the softmax); weights = scores.softmax(dim=-1); return weights @ v, weights.",
@@ -590,6 +811,12 @@ SECOND_HINTS = {
     "CausalSelfAttention": CSA_HINT.more,
     "Block": "pre-LayerNorm: normalise the input of each branch, add the branch's output to x itself: "
              "x = x + self.attn(self.ln1(x)); x = x + self.mlp(self.ln2(x)). The layers are ln1, attn, ln2, mlp.",
+    "GPT": "B, T = idx.shape; x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))); "
+           "x = block(x) for each block in self.blocks; logits = self.head(self.ln_f(x)); without targets return "
+           "logits, None; else loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1)).",
+    "get_batch": "starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator); for each start "
+                 "s, x is data[s : s + block_size] and y is data[s + 1 : s + 1 + block_size]; torch.stack the rows; "
+                 "return x, y.",
     "generate": "model.eval(); for each new token: crop to the last block_size tokens, take the logits at the last "
                 "position, next_token_probs, torch.multinomial with the generator, torch.cat onto idx; then "
                 "model.train(was_training); return idx.",
