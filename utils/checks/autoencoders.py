@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from .core import Hint, exercise_check
+from .core import Hint, PlainSGD, exercise_check
 from .. import autoencoders as ref
 
 # ------------------------------------------------------------------ hints, shared with the tests
@@ -291,24 +291,6 @@ AE_LEARNS = Hint("a few gradient steps on one small batch do not lower the recon
                  more="forward must return sigmoid(decode(encode(x))) built from the layers, with nothing detached "
                       "and no torch.no_grad().")
 
-class _SGD:
-    """Plain SGD with an optimiser's zero_grad() and step(). Not a torch.optim.Optimizer: creating the first
-    one imports torch._dynamo, which alone takes longer than a check may."""
-
-    def __init__(self, params, lr: float):
-        self.params, self.lr = list(params), lr
-
-    def zero_grad(self, set_to_none: bool = True):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        for p in self.params:
-            if p.grad is not None:
-                p.add_(p.grad, alpha=-self.lr)
-
-
 _SGD_LR = 0.1
 
 
@@ -394,7 +376,7 @@ def check_Autoencoder(c, cls):
     torch.manual_seed(2)
     mine = c.module(cls, cfg)
     x = _digits(cfg, 16, seed=2)
-    opt = _SGD(mine.parameters(), lr=_SGD_LR)
+    opt = PlainSGD(mine.parameters(), lr=_SGD_LR)
     losses = []
     for _ in range(12):
         loss = ref.reconstruction_loss(c.tensor(mine(x)), x)
@@ -493,7 +475,7 @@ def _run_loop(c, fn, corrupt, x, seed: int = 0):
     start = ref.Autoencoder(_TRAIN_CFG)
     start.load_state_dict(model.state_dict())
     spy = _GradSpy(model)
-    kwargs = dict(corrupt=corrupt, desc="check", seed=seed, batch_size=_TRAIN_BATCH, lr=_SGD_LR, optimizer=_SGD)
+    kwargs = dict(corrupt=corrupt, desc="check", seed=seed, batch_size=_TRAIN_BATCH, lr=_SGD_LR, optimizer=PlainSGD)
     try:
         with _quiet_progress():
             history = c.call(fn, model, x, _TRAIN_STEPS, **kwargs,

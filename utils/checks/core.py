@@ -229,6 +229,31 @@ class Check:
             self.fail(f"the loss does not go down in {len(losses)} steps ({losses[0]:.3g} -> {losses[-1]:.3g}): {hint}")
 
 
+class PlainSGD:
+    """Plain SGD with an optimiser's ``zero_grad()`` and ``step()``, for checks that take training steps.
+
+    Not a torch.optim.Optimizer: the first step() of one of those imports torch._dynamo, which alone
+    takes longer than a check may.
+    """
+
+    def __init__(self, params, lr: float = 0.1):
+        self.params, self.lr = list(params), lr
+        self.param_groups = [{"params": self.params, "lr": lr}]
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for p in self.params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-self.lr)
+
+
 def _shows(predicate, out: torch.Tensor) -> bool:
     """Whether ``out`` shows a mistake; a predicate that cannot judge this output says no, never raises."""
     if out.dtype == torch.float64:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Hint, exercise_check
-from .gan import _SGD   # plain SGD without torch.optim (whose first use imports torch._dynamo: seconds)
+from .core import Hint, PlainSGD, exercise_check
 from ..diffusion import (Schedule, UNetConfig, diffusion_loss, guidance, p_sample, predict_eps, q_sample,
                          sample_ddim, start_noise, to_pixels, train_step)
 
@@ -299,7 +298,7 @@ class _RecordingDenoiser(torch.nn.Module):
 def _step_once(c, fn, x0, y, s):
     """Run one learner step on a fresh model whose gradients hold stale values; return what it saw and did."""
     model = _RecordingDenoiser()
-    opt = _SGD(model.parameters(), lr=STEP_LR)
+    opt = PlainSGD(model.parameters(), lr=STEP_LR)
     for p in model.parameters():
         p.grad = torch.full_like(p, STALE)
     before = [p.detach().clone() for p in model.parameters()]
@@ -361,7 +360,7 @@ def check_train_step(c, fn):
     _, (x_t2, t2, _), _, _ = _step_once(c, fn, x0, y, s)
     c.true(not (torch.equal(t2, t.view_as(t2)) and torch.allclose(x_t2, x_t)), STEP_NOISE_REUSED)
     model = _RecordingDenoiser()
-    opt = _SGD(model.parameters(), lr=STEP_LR)
+    opt = PlainSGD(model.parameters(), lr=STEP_LR)
     losses = [float(c.tensor(c.call(fn, model, opt, x0, y, s)).detach().reshape(-1)[0]) for _ in range(10)]
     c.learns(losses, STEP_NOT_LEARNING)
 

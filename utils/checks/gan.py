@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .core import Hint, exercise_check
+from .core import Hint, PlainSGD, exercise_check
 from .. import gan as ref
 
 _bce = F.binary_cross_entropy_with_logits
@@ -161,32 +161,19 @@ def check_g_loss(c, fn):
 
 # --------------------------------------------------------------------------- the training step
 
-class _SGD:
-    """Plain SGD (lr 0.1) with the two methods a training step uses, zero_grad() and step().
-
-    Not a torch.optim.Optimizer: the first step() of one of those imports torch._dynamo, which alone
-    takes longer than a check may. ``log`` records each step's name and whether ``watch``, the other
-    network, held gradients of its own making at that moment.
-    """
+class _SGD(PlainSGD):
+    """Plain SGD that also records, in ``log``, each step's name and whether ``watch``, the other network,
+    held gradients of its own making at that moment."""
 
     def __init__(self, params, name: str = "", log: list | None = None, watch=None, lr: float = 0.1):
-        self.params, self.name, self.log, self.watch, self.lr = list(params), name, log, watch, lr
-        self.param_groups = [{"params": self.params, "lr": lr}]
-
-    def zero_grad(self, set_to_none: bool = True):
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        super().__init__(params, lr)
+        self.name, self.log, self.watch = name, log, watch
 
     @torch.no_grad()
     def step(self, closure=None):
         if self.log is not None:
             self.log.append((self.name, self.watch is not None and any(_fresh_grad(p) for p in self.watch)))
-        for p in self.params:
-            if p.grad is not None:
-                p.add_(p.grad, alpha=-self.lr)
+        super().step()
 
 
 _STALE = 5.0  # the gradient every parameter holds before the step, as if left over from the last one
