@@ -160,7 +160,8 @@ def cell_error(cell) -> str | None:
 
 
 def defines(cell, name: str) -> bool:
-    return bool(re.search(rf"^\s*def {re.escape(name)}\s*\(", source_text(cell), re.M))
+    """Whether the cell defines the exercise: a function, or a class (a module the learner builds)."""
+    return bool(re.search(rf"^\s*(?:def {re.escape(name)}\s*\(|class {re.escape(name)}\b)", source_text(cell), re.M))
 
 
 def missing_reason(nb, name: str, stopped: str | None) -> str:
@@ -168,7 +169,8 @@ def missing_reason(nb, name: str, stopped: str | None) -> str:
     code = [c for c in nb.cells if c.cell_type == "code"]
     definition = next((c for c in code if defines(c, name)), None)
     if definition is None:
-        return f"no function named `{name}`: its exercise cell was deleted or renamed."
+        kind = "class" if name[:1].isupper() else "function"
+        return f"no {kind} named `{name}`: its exercise cell was deleted or renamed."
     if cell_error(definition):
         return f"its exercise cell raised {cell_error(definition)}."
     if stopped:

@@ -41,6 +41,7 @@ def course_dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "ROOT", tmp_path)
     monkeypatch.setattr(config, "SOLUTIONS", sol)
     monkeypatch.setattr(config, "LESSONS", les)
+    monkeypatch.setattr(config, "EDITIONS", {})  # the demo lesson has no translated edition
     make_solution(sol / "99_demo.ipynb")
     return sol, les
 

@@ -14,6 +14,7 @@ import pytest
 
 import grading_class as gc
 from course import config
+from course.grade import lesson_exercises
 from course.nbgrader import POINTS
 from course.notebook import read_notebook, source_text
 
@@ -76,7 +77,7 @@ def handed_in(released: Path, answers: dict):
 def autograded(course):
     solution = gc.lesson_path(GRADED)
     released = course / "release" / f"lesson{GRADED}" / solution.name
-    everything = {n: gc.BLANK for n in ["reparameterize", "kl_divergence", "elbo_loss"]}
+    everything = {n: gc.BLANK for n in lesson_exercises()[GRADED]}
     submissions = {"correct": handed_in(released, {}), "blank": handed_in(released, everything),
                    "one_wrong": handed_in(released, {"kl_divergence": gc.WRONG["kl_divergence"]})}
     for student, nb in submissions.items():
@@ -93,17 +94,16 @@ def autograded(course):
 
 
 def test_autograde_gives_full_points_to_a_correct_submission(autograded):
-    exercises = ["reparameterize", "kl_divergence", "elbo_loss"]
-    assert autograded["correct"] == {f"check_{n}": POINTS for n in exercises}
+    assert autograded["correct"] == {f"check_{n}": POINTS for n in lesson_exercises()[GRADED]}
 
 
 def test_autograde_gives_zero_to_a_blank_submission(autograded):
-    assert set(autograded["blank"].values()) == {0} and len(autograded["blank"]) == 3
+    assert set(autograded["blank"].values()) == {0} and len(autograded["blank"]) == len(lesson_exercises()[GRADED])
 
 
 def test_autograde_takes_off_exactly_the_wrong_exercise(autograded):
-    assert autograded["one_wrong"] == {"check_reparameterize": POINTS, "check_kl_divergence": 0,
-                                       "check_elbo_loss": POINTS}
+    assert autograded["one_wrong"] == {f"check_{n}": 0 if n == "kl_divergence" else POINTS
+                                       for n in lesson_exercises()[GRADED]}
 
 
 def test_solution_notebooks_carry_nbgrader_marks_and_lessons_do_not():
