@@ -71,7 +71,7 @@ WRONG = {
     "q_sample": "alpha_bar = schedule.alpha_bars[t]\nreturn alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise",
     "diffusion_loss": "x_t = q_sample(x0, t, noise, schedule)\nreturn F.mse_loss(model(x_t, t, y), x0)",
     "p_sample": "beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]\n"
-                "mean = (x_t - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()\nreturn mean + beta.sqrt() * noise",
+                "mean = (x - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()\nreturn mean + beta.sqrt() * noise",
     "guidance": "return eps_cond + w * (eps_uncond - eps_cond)",
     "train_step": "t = torch.randint(0, schedule.T, (len(x0),), device=x0.device)\nnoise = torch.randn_like(x0)\n"
                   "loss = diffusion_loss(model, x0, t, noise, y, schedule)\nloss.backward()\nopt.step()\n"

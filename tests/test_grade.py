@@ -101,7 +101,9 @@ def expected_hint(lesson: str, name: str, notebook) -> str | None:
     or None when the cell needs the notebook's own earlier cells (a build that uses the lesson's constants)."""
     slug = config.LESSON_SLUGS[lesson]
     reference = importlib.import_module(f"utils.{slug}")
-    namespace = {"torch": torch, "F": F, "math": math, "nn": nn, slug: reference}
+    import utils
+
+    namespace = {"torch": torch, "F": F, "math": math, "nn": nn, "utils": utils, slug: reference}
     namespace.update({n: v for n, v in vars(reference).items() if not n.startswith("_")})
     namespace.update({n: getattr(reference, n) for n in lesson_exercises()[lesson]})
     cell = next(c for c in notebook.cells if c.cell_type == "code" and defines(c, name))
