@@ -43,10 +43,13 @@ def page_text(path: Path) -> str:
 
 def solution_only_lines(name: str) -> list[str]:
     """Lines inside the BEGIN/END SOLUTION regions of a solution notebook that no published source contains
-    (no student notebook, no guide), so finding one on the site means an answer leaked."""
+    (no student notebook, no guide, no utils module), so finding one on the site means an answer leaked."""
     lesson_text = "".join(source_text(c) for p in sorted(config.LESSONS.glob("*.ipynb"))
                           for c in read_notebook(p)["cells"])
     lesson_text += "".join(p.read_text(encoding="utf-8") for p in sorted((config.ROOT / "docs").glob("*.md")))
+    # utils is published with the course (lessons print some of it with inspect.getsource): a line it holds,
+    # such as the DDPM sampler's call to predict_eps, can be on the site without any answer leaking
+    lesson_text += "".join(p.read_text(encoding="utf-8") for p in sorted((config.ROOT / "utils").rglob("*.py")))
     lines, inside = [], False
     for cell in read_notebook(config.SOLUTIONS / name)["cells"]:
         for line in source_text(cell).splitlines():
